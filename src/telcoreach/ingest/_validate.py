@@ -1,0 +1,266 @@
+"""Vectorised validation of one chunk of input rows against a record schema.
+
+Each row either becomes a typed, pseudonymised row for the lake or a
+quarantine row that says why it was rejected. Identifier values never appear
+in a reason or in the quarantined copy of the row: they are tokenised too.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from telcoreach.privacy import Pseudonymiser, redact_digit_runs
+from telcoreach.schemas import ID_PATTERNS, Field, RecordSchema
+
+__all__ = ["QUARANTINE_SCHEMA", "ValidatedChunk", "validate_chunk"]
+
+QUARANTINE_SCHEMA = pa.schema(
+    [
+        ("kind", pa.string()),
+        ("source_file", pa.string()),
+        ("line", pa.int64()),
+        ("reason", pa.string()),
+        ("detail", pa.string()),
+        ("row", pa.string()),
+    ]
+)
+
+_ARROW_TYPES: dict[str, pa.DataType] = {
+    "string": pa.string(),
+    "int64": pa.int64(),
+    "float64": pa.float64(),
+    "bool": pa.bool_(),
+    "timestamp": pa.timestamp("us"),
+}
+_EXPECTED = {
+    "int64": "a whole number",
+    "float64": "a number",
+    "bool": "true/false",
+    "timestamp": "a time as YYYY-MM-DD HH:MM:SS",
+}
+_ID_EXPECTED = {
+    "msisdn": "an 11-digit mobile number 1[3-9]XXXXXXXXX",
+    "imsi": "15 digits starting with MCC 460",
+    "imei": "15 digits",
+}
+_INT = r"^\s*[-+]?[0-9]+\s*$"
+_FLOAT = r"^\s*[-+]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][-+]?[0-9]+)?\s*$"
+_TRUE = ["true", "1", "yes", "y", "t"]
+_FALSE = ["false", "0", "no", "n", "f"]
+_TIME_FORMATS = ("%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S", "%Y/%m/%d %H:%M:%S")
+
+
+@dataclass
+class ValidatedChunk:
+    """Rows of a chunk split into lake rows and quarantine rows."""
+
+    valid: pa.Table
+    rejected: pa.Table
+
+
+def _is_empty(values: pa.Array) -> pa.Array:
+    if pa.types.is_string(values.type) or pa.types.is_large_string(values.type):
+        return pc.fill_null(pc.equal(pc.utf8_trim_whitespace(values), ""), True)
+    return pc.is_null(values)
+
+
+def _parse(values: pa.Array, dtype: str) -> pa.Array:
+    """Parse ``values`` to ``dtype``; unparsable values become null."""
+    target = _ARROW_TYPES[dtype]
+    if values.type == target:
+        return values
+    if not pa.types.is_string(values.type):
+        if dtype == "timestamp" and pa.types.is_timestamp(values.type):
+            return values.cast(target)
+        if dtype != "string":
+            return values.cast(target)
+        values = values.cast(pa.string())
+    if dtype == "string":
+        return pc.utf8_trim_whitespace(values)
+    if dtype == "timestamp":
+        trimmed = pc.utf8_trim_whitespace(values)
+        parsed = pc.strptime(trimmed, _TIME_FORMATS[0], unit="us", error_is_null=True)
+        for time_format in _TIME_FORMATS[1:]:
+            fallback = pc.strptime(trimmed, time_format, unit="us", error_is_null=True)
+            parsed = pc.coalesce(parsed, fallback)
+        return parsed
+    if dtype == "bool":
+        lowered = pc.utf8_lower(pc.utf8_trim_whitespace(values))
+        truth = pc.is_in(lowered, pa.array(_TRUE))
+        falsity = pc.is_in(lowered, pa.array(_FALSE))
+        null = pa.scalar(None, pa.bool_())
+        return pc.if_else(truth, True, pc.if_else(falsity, False, null))
+    pattern = _INT if dtype == "int64" else _FLOAT
+    ok = pc.match_substring_regex(values, pattern)
+    cleaned = pc.if_else(ok, pc.utf8_trim_whitespace(values), None)
+    return cleaned.cast(target)
+
+
+def _field_problems(
+    field: Field, raw: pa.Array, parsed: pa.Array, check_ids: bool
+) -> list[tuple[pa.Array, str, pa.Array | None]]:
+    """Return (row mask, reason, detail values) for each way ``field`` can fail."""
+    empty = _is_empty(raw)
+    problems: list[tuple[pa.Array, str, pa.Array | None]] = []
+    if field.required:
+        problems.append((empty, f"{field.name}: required value missing", None))
+
+    present = pc.invert(empty)
+    if field.identifier is not None:
+        if check_ids:
+            pattern = ID_PATTERNS[field.identifier]
+            cleaned = pc.replace_substring_regex(
+                raw.cast(pa.string()), pattern=r"[\s\-]", replacement=""
+            )
+            wrong = pc.and_(
+                present, pc.invert(pc.match_substring_regex(cleaned, pattern))
+            )
+            reason = (
+                f"{field.name}: malformed identifier, expected "
+                f"{_ID_EXPECTED[field.identifier]}"
+            )
+            problems.append((wrong, reason, None))
+        return problems
+
+    unparsed = pc.and_(present, pc.is_null(parsed))
+    if field.dtype != "string":
+        reason = f"{field.name}: expected {_EXPECTED[field.dtype]}"
+        problems.append((unparsed, reason, raw))
+    if field.allowed:
+        outside = pc.and_(
+            pc.is_valid(parsed), pc.invert(pc.is_in(parsed, pa.array(field.allowed)))
+        )
+        reason = f"{field.name}: expected one of {', '.join(field.allowed)}"
+        problems.append((outside, reason, raw))
+    if field.minimum is not None:
+        low = pc.fill_null(pc.less(parsed, field.minimum), False)
+        problems.append((low, f"{field.name}: below minimum {field.minimum:g}", raw))
+    if field.maximum is not None:
+        high = pc.fill_null(pc.greater(parsed, field.maximum), False)
+        problems.append((high, f"{field.name}: above maximum {field.maximum:g}", raw))
+    return problems
+
+
+def _first_reason(
+    problems: list[tuple[pa.Array, str, pa.Array | None]], length: int
+) -> tuple[pa.Array, pa.Array]:
+    """Return per row the first failing reason and its detail (null when valid)."""
+    reason = pa.nulls(length, pa.string())
+    detail = pa.nulls(length, pa.string())
+    for mask, text, values in reversed(problems):
+        mask = pc.fill_null(mask, False)
+        reason = pc.if_else(mask, text, reason)
+        if values is not None:
+            shown = redact_digit_runs(
+                pc.utf8_slice_codeunits(values.cast(pa.string()), 0, 60)
+            )
+            detail = pc.if_else(
+                mask,
+                pc.binary_join_element_wise("found ", pc.fill_null(shown, ""), ""),
+                detail,
+            )
+        else:
+            detail = pc.if_else(mask, pa.scalar(None, pa.string()), detail)
+    return reason, detail
+
+
+def validate_chunk(
+    schema: RecordSchema,
+    chunk: pa.Table,
+    pseudonymiser: Pseudonymiser,
+    *,
+    source_file: str,
+    first_line: int | pa.Array,
+    check_ids: bool = True,
+) -> ValidatedChunk:
+    """Validate, type and pseudonymise one chunk of rows of ``schema.kind``.
+
+    Parameters
+    ----------
+    schema : RecordSchema
+        The record kind.
+    chunk : pyarrow.Table
+        Input rows; columns named as the schema's input fields (strings or
+        already typed). Missing optional columns are treated as empty.
+    pseudonymiser : Pseudonymiser
+        Tokeniser for identifier fields.
+    source_file : str
+        Name of the file the rows came from, for the quarantine.
+    first_line : int or pyarrow.Array
+        Line number of the first row (rows are consecutive), or one line
+        number per row.
+    check_ids : bool
+        Check identifiers against carrier formats; adapters of public data
+        sets whose ids are not phone numbers pass False.
+    """
+    length = chunk.num_rows
+    if isinstance(first_line, int):
+        lines = pa.array(range(first_line, first_line + length), pa.int64())
+    else:
+        lines = first_line
+
+    columns: dict[str, pa.Array] = {}
+    problems: list[tuple[pa.Array, str, pa.Array | None]] = []
+    raw_columns: dict[str, pa.Array] = {}
+    for field in schema.fields:
+        if field.name in chunk.column_names:
+            raw = chunk.column(field.name).combine_chunks()
+        else:
+            raw = pa.nulls(length, pa.string())
+        raw_columns[field.name] = raw
+        if field.identifier is not None:
+            empty = _is_empty(raw)
+            tokens = pseudonymiser.tokenise(field.identifier, raw.cast(pa.string()))
+            columns[field.stored_as] = pc.if_else(empty, None, tokens)
+            if field.identifier == "imei":
+                digits = pc.replace_substring_regex(
+                    raw.cast(pa.string()), pattern=r"[\s\-]", replacement=""
+                )
+                columns["tac"] = pc.if_else(
+                    pc.match_substring_regex(digits, r"^[0-9]{15}$"),
+                    pc.utf8_slice_codeunits(digits, 0, 8),
+                    None,
+                )
+            parsed = raw
+        else:
+            parsed = _parse(raw, field.dtype)
+            columns[field.stored_as] = parsed
+        problems.extend(_field_problems(field, raw, parsed, check_ids))
+
+    reason, detail = _first_reason(problems, length)
+    bad = pc.is_valid(reason)
+    good = pc.invert(bad)
+    columns["_source_file"] = pa.array([source_file] * length, pa.string())
+    columns["_line"] = lines
+    valid = pa.table(columns).filter(good)
+
+    if not pc.any(bad).as_py():
+        return ValidatedChunk(valid, QUARANTINE_SCHEMA.empty_table())
+    shown_columns = []
+    for field in schema.fields:
+        value = (
+            columns[field.stored_as]
+            if field.identifier is not None
+            else raw_columns[field.name].cast(pa.string())
+        )
+        shown_columns.append(
+            pc.binary_join_element_wise(
+                f"{field.stored_as}=", pc.fill_null(value, ""), ""
+            )
+        )
+    row_text = pc.binary_join_element_wise(*shown_columns, " | ")
+    rejected = pa.table(
+        {
+            "kind": pa.array([schema.kind] * length, pa.string()),
+            "source_file": pa.array([source_file] * length, pa.string()),
+            "line": lines,
+            "reason": reason,
+            "detail": detail,
+            "row": row_text,
+        },
+        schema=QUARANTINE_SCHEMA,
+    ).filter(bad)
+    return ValidatedChunk(valid, rejected)

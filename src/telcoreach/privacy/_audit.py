@@ -1,0 +1,149 @@
+"""Append-only, hash-chained audit log.
+
+Each line of ``audit.log`` is a JSON object. Its ``hash`` is the SM3 digest
+of the previous line's hash and the line's own canonical content, so deleting,
+reordering or editing any line breaks the chain from that line on, which
+:func:`verify_audit_log` detects and reports by line number.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives import hashes
+
+__all__ = ["AuditVerification", "append_audit", "verify_audit_log"]
+
+logger = logging.getLogger(__name__)
+
+_GENESIS = "0" * 64
+
+
+def _sm3_hex(data: bytes) -> str:
+    digest = hashes.Hash(hashes.SM3())
+    digest.update(data)
+    return digest.finalize().hex()
+
+
+def _chain_hash(previous: str, entry: dict[str, Any]) -> str:
+    body = json.dumps(entry, sort_keys=True, ensure_ascii=False, default=str)
+    return _sm3_hex(f"{previous}\n{body}".encode())
+
+
+def _last_hash(path: Path) -> str:
+    if not path.exists() or path.stat().st_size == 0:
+        return _GENESIS
+    with path.open("rb") as handle:
+        handle.seek(0, 2)
+        position = handle.tell()
+        block = b""
+        while position > 0 and block.count(b"\n") < 2:
+            step = min(4096, position)
+            position -= step
+            handle.seek(position)
+            block = handle.read(step) + block
+    last_line = block.strip().splitlines()[-1]
+    return json.loads(last_line)["hash"]
+
+
+def append_audit(
+    path: Path,
+    *,
+    action: str,
+    purpose: str,
+    tables: list[str] | tuple[str, ...] = (),
+    subscribers: int | None = None,
+    output: str | None = None,
+    output_sha256: str | None = None,
+    details: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Append one entry to the audit log and return it.
+
+    Parameters
+    ----------
+    path : Path
+        The workspace's ``audit.log``.
+    action : str
+        The command or function that ran, e.g. ``audience``.
+    purpose : str
+        Why the data was used, e.g. ``marketing``.
+    tables : sequence of str
+        Tables read.
+    subscribers : int, optional
+        How many subscribers the action touched.
+    output, output_sha256 : str, optional
+        What was written and its content hash.
+    details : dict, optional
+        Further facts (never raw identifiers).
+    """
+    entry: dict[str, Any] = {
+        "at": datetime.now(UTC).isoformat(timespec="milliseconds"),
+        "who": getpass.getuser(),
+        "action": action,
+        "purpose": purpose,
+        "tables": list(tables),
+        "subscribers": subscribers,
+        "output": output,
+        "output_sha256": output_sha256,
+        "details": details or {},
+    }
+    previous = _last_hash(path)
+    entry["prev"] = previous
+    entry["hash"] = _chain_hash(previous, entry)
+    with path.open("a", encoding="utf-8") as handle:
+        handle.write(json.dumps(entry, ensure_ascii=False, default=str) + "\n")
+    return entry
+
+
+@dataclass(frozen=True)
+class AuditVerification:
+    """Result of checking the audit log's hash chain."""
+
+    entries: int
+    ok: bool
+    broken_line: int | None = None
+    reason: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the result as a JSON-serialisable dict."""
+        return {
+            "entries": self.entries,
+            "ok": self.ok,
+            "broken_line": self.broken_line,
+            "reason": self.reason,
+        }
+
+
+def verify_audit_log(path: Path) -> AuditVerification:
+    """Check every line's hash chain and return where it first breaks."""
+    previous = _GENESIS
+    if not path.exists():
+        return AuditVerification(entries=0, ok=True)
+    lines = path.read_text(encoding="utf-8").splitlines()
+    for number, line in enumerate(lines, start=1):
+        try:
+            entry = json.loads(line)
+            stored = entry.pop("hash")
+        except (json.JSONDecodeError, KeyError, AttributeError):
+            return AuditVerification(
+                len(lines), False, number, "line is not a hashed JSON entry"
+            )
+        if entry.get("prev") != previous:
+            return AuditVerification(
+                len(lines),
+                False,
+                number,
+                "previous-hash link broken: a line before it was removed or edited",
+            )
+        if _chain_hash(previous, entry) != stored:
+            return AuditVerification(
+                len(lines), False, number, "content does not match its hash: edited"
+            )
+        previous = stored
+    return AuditVerification(entries=len(lines), ok=True)

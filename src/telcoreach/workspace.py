@@ -1,0 +1,138 @@
+"""The workspace: one folder that holds all state of a telcoreach deployment.
+
+Layout::
+
+    config.yaml         validated configuration
+    key                 pseudonymisation key (mode 0600), unless $TELCOREACH_KEY
+    lake/<kind>/day=YYYY-MM-DD/<batch>.parquet   ingested records
+    lake/_quarantine/<kind>/<batch>.parquet      rejected rows with reasons
+    lake/_manifest.json  committed batches: the lake is what this file lists
+    warehouse.duckdb    derived tables (profiles, tiers, scores)
+    models/ reports/ exports/
+    audit.log           append-only, hash-chained record of data use
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from telcoreach.config import Config, load_config, write_config
+from telcoreach.errors import WorkspaceError
+from telcoreach.privacy import Pseudonymiser, append_audit, load_or_create_key
+
+__all__ = ["WORKSPACE_ENV", "Workspace", "default_workspace_path"]
+
+logger = logging.getLogger(__name__)
+
+WORKSPACE_ENV = "TELCOREACH_WORKSPACE"
+_SUBDIRS = ("lake", "models", "reports", "exports", "inbox")
+
+
+def default_workspace_path() -> Path:
+    """Return ``$TELCOREACH_WORKSPACE`` or ``./telcoreach-workspace``."""
+    return Path(os.environ.get(WORKSPACE_ENV, "telcoreach-workspace"))
+
+
+@dataclass
+class Workspace:
+    """A telcoreach workspace folder.
+
+    Use :meth:`create` to make a new one and :meth:`open` for an existing one.
+    """
+
+    root: Path
+
+    @classmethod
+    def create(cls, root: Path, config: Config | None = None) -> Workspace:
+        """Create (or complete) a workspace at ``root`` and return it.
+
+        An existing ``config.yaml`` is kept unless ``config`` is given.
+        """
+        root = Path(root)
+        root.mkdir(parents=True, exist_ok=True)
+        for name in _SUBDIRS:
+            (root / name).mkdir(exist_ok=True)
+        config_path = root / "config.yaml"
+        if config is not None or not config_path.exists():
+            write_config(config or Config(), config_path)
+        (root / "audit.log").touch()
+        workspace = cls(root)
+        load_or_create_key(workspace.key_path)
+        logger.info("workspace ready at %s", root)
+        return workspace
+
+    @classmethod
+    def open(cls, root: Path) -> Workspace:
+        """Open an existing workspace.
+
+        Raises
+        ------
+        WorkspaceError
+            If ``root`` is not a workspace.
+        """
+        root = Path(root)
+        if not (root / "config.yaml").is_file():
+            raise WorkspaceError(
+                f"{root} is not a telcoreach workspace (no config.yaml); create it "
+                f"with `telcoreach init {root}` or pass --workspace DIR"
+            )
+        return cls(root)
+
+    @cached_property
+    def config(self) -> Config:
+        """The validated configuration."""
+        return load_config(self.root / "config.yaml")
+
+    @property
+    def key_path(self) -> Path:
+        """Where the pseudonymisation key file lives."""
+        return self.root / "key"
+
+    @cached_property
+    def pseudonymiser(self) -> Pseudonymiser:
+        """The keyed tokeniser of this workspace."""
+        return Pseudonymiser(load_or_create_key(self.key_path))
+
+    @property
+    def lake(self) -> Path:
+        """Root of the Parquet lake."""
+        return self.root / "lake"
+
+    @property
+    def warehouse_path(self) -> Path:
+        """The DuckDB file that holds derived tables."""
+        return self.root / "warehouse.duckdb"
+
+    @property
+    def models_dir(self) -> Path:
+        """The model registry."""
+        return self.root / "models"
+
+    @property
+    def reports_dir(self) -> Path:
+        """Where HTML reports are written."""
+        return self.root / "reports"
+
+    @property
+    def exports_dir(self) -> Path:
+        """Default folder of exports."""
+        return self.root / "exports"
+
+    @property
+    def audit_path(self) -> Path:
+        """The append-only audit log."""
+        return self.root / "audit.log"
+
+    def resolve(self, path: str | Path) -> Path:
+        """Return ``path`` relative to the workspace unless it is absolute."""
+        path = Path(path)
+        return path if path.is_absolute() else self.root / path
+
+    def audit(self, **entry: Any) -> dict[str, Any]:
+        """Append an entry to the audit log (see :func:`append_audit`)."""
+        return append_audit(self.audit_path, **entry)
