@@ -115,7 +115,7 @@ def _run(debug: bool, action: Callable[[], Any]) -> Any:
     except TelcoreachError as error:
         if debug:
             raise
-        err.print(f"[bold red]error:[/] {error}")
+        err.print(f"[bold red]error:[/] {error}", soft_wrap=True, highlight=False)
         raise typer.Exit(1) from None
 
 

@@ -100,7 +100,7 @@ def build_audience(
     """
     profiles = engine.table("profiles")
     tiers = engine.table("tiers")
-    known = sorted(tiers.tier.distinct().to_pyarrow().column(0).to_pylist())
+    known = sorted(tiers.select("tier").distinct().to_pyarrow()["tier"].to_pylist())
     if segment not in known:
         raise WorkspaceError(
             f"segment {segment!r} not found; expected one of {', '.join(known)} "

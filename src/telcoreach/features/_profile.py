@@ -78,6 +78,12 @@ def _distance_km(lat1, lon1, lat2, lon2) -> ir.FloatingValue:
     return (dx * dx + dy * dy).sqrt()
 
 
+def _attach(left: ir.Table, right: ir.Table, key: str = "subscriber") -> ir.Table:
+    """Left-join ``right`` on ``key`` keeping a single key column."""
+    joined = left.left_join(right, key)
+    return joined.drop(f"{key}_right") if f"{key}_right" in joined.columns else joined
+
+
 def located_events(
     signalling: ir.Table, cells: ir.Table, pingpong_window_s: float
 ) -> ir.Table:
@@ -187,7 +193,7 @@ def work_cells(
     fewer than ``min_hours`` of day-time dwell elsewhere has no work cell.
     """
     day = dwell.filter(dwell.weekday & _in_hours(dwell.hour, work_hours))
-    day = day.join(homes.select("subscriber", "home_cell"), "subscriber", how="left")
+    day = _attach(day, homes.select("subscriber", "home_cell"))
     day = day.filter(day.home_cell.isnull() | (day.cell_id != day.home_cell))
     best = _top_cell(day.drop("home_cell"), "work")
     return best.filter(best.work_dwell_h >= min_hours)
@@ -241,7 +247,8 @@ def subway_rides(dwell: ir.Table, config: ProfileConfig) -> ir.Table:
         ~previous_subway | (gap_s > settings.max_station_gap_min * 60)
     )
     marked = dwell.mutate(_start=starts.cast("int64"), _subway=on_subway)
-    marked = marked.mutate(_ride=marked._start.sum().over(window))
+    running = ibis.cumulative_window(group_by="subscriber", order_by="event_time")
+    marked = marked.mutate(_ride=marked._start.sum().over(running))
     rides = (
         marked.filter(marked._subway)
         .group_by(["subscriber", "_ride"])
@@ -291,9 +298,8 @@ def dpi_features(
         _k12=dpi.app_category == config.k12_category,
         _school=dpi.cell_id.isin(school_cells.cell_id),
     )
-    sessions = sessions.join(
-        homes.select("subscriber", "home_cell"), "subscriber", how="left"
-    ).join(works.select("subscriber", "work_cell"), "subscriber", how="left")
+    sessions = _attach(sessions, homes.select("subscriber", "home_cell"))
+    sessions = _attach(sessions, works.select("subscriber", "work_cell"))
     at_home = (sessions.cell_id == sessions.home_cell).fill_null(False)
     at_work = (sessions.cell_id == sessions.work_cell).fill_null(False)
     usage = sessions.group_by("subscriber").aggregate(
@@ -306,7 +312,7 @@ def dpi_features(
         _school_min=sessions._minutes.sum(where=sessions._school.fill_null(False)),
         bytes_total=(sessions.bytes_up + sessions.bytes_down).sum(),
     )
-    usage = usage.join(active_days, "subscriber", how="left")
+    usage = _attach(usage, active_days)
     days = ibis.greatest(usage.active_days.fill_null(1), 1)
     usage = usage.select(
         "subscriber",
@@ -323,7 +329,10 @@ def dpi_features(
     by_category = dpi.group_by(["subscriber", "app_category"]).aggregate(_n=dpi.count())
     categories = sorted(
         c
-        for c in by_category.app_category.distinct().to_pyarrow().column(0).to_pylist()
+        for c in dpi.select("app_category")
+        .distinct()
+        .to_pyarrow()["app_category"]
+        .to_pylist()
         if c is not None
     )
     counts = [
@@ -334,7 +343,7 @@ def dpi_features(
     ]
     if counts:
         wide = by_category.group_by("subscriber").aggregate(counts)
-        usage = usage.join(wide, "subscriber", how="left")
+        usage = _attach(usage, wide)
     return usage
 
 
@@ -420,13 +429,9 @@ def build_profiles(engine: Engine, *, require_consent: bool = True) -> ProfileSu
     stay_counts_table = engine.save("_staypoint_counts", stay_counts)
     tick = lap("staypoints", tick)
 
-    profile = (
-        active.join(homes, "subscriber", how="left")
-        .join(works, "subscriber", how="left")
-        .join(gyration, "subscriber", how="left")
-        .join(rides, "subscriber", how="left")
-        .join(stay_counts_table, "subscriber", how="left")
-    )
+    profile = active
+    for part in (homes, works, gyration, rides, stay_counts_table):
+        profile = _attach(profile, part)
     if engine.has_lake("dpi"):
         school_cells = (
             school_zone_cells(cells, engine.lake("pois"), config.school_zone_m)
@@ -446,9 +451,7 @@ def build_profiles(engine: Engine, *, require_consent: bool = True) -> ProfileSu
             school_cells,
             active.select("subscriber", "active_days"),
         )
-        profile = profile.join(usage, "subscriber", how="left").join(
-            school_days, "subscriber", how="left"
-        )
+        profile = _attach(_attach(profile, usage), school_days)
     if subscribers is not None:
         traits = subscribers.select(
             "subscriber",
@@ -461,7 +464,7 @@ def build_profiles(engine: Engine, *, require_consent: bool = True) -> ProfileSu
             "consent_profiling",
             "opted_out",
         )
-        profile = profile.join(traits, "subscriber", how="left")
+        profile = _attach(profile, traits)
     profile = _fill_counts(profile)
     profile = engine.save("profiles", profile)
     lap("assemble", tick)

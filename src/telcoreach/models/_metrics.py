@@ -46,8 +46,9 @@ class ModelMetrics:
     rows, positives : int
         Rows evaluated and how many of them converted.
     calibration : list of dict
-        Ten equal-width bins of predicted probability (``[0, 0.1)``, ...,
-        ``[0.9, 1]``), each with ``bin_lower``, ``bin_upper``, ``count``,
+        Ten equal-width bins of predicted probability (``[0, 0.1]``,
+        ``(0.1, 0.2]``, ..., ``(0.9, 1]``, as scikit-learn's
+        ``calibration_curve``), each with ``bin_lower``, ``bin_upper``, ``count``,
         ``mean_predicted`` and ``observed_rate`` (``None`` for an empty bin).
     roc : dict of list
         ``fpr``, ``tpr`` and ``threshold`` of up to 101 ROC points from (0, 0)
@@ -226,7 +227,7 @@ def _gain_curve(ranked_outcome: np.ndarray, positives: int) -> dict[str, list]:
 
 def _calibration(outcome: np.ndarray, scores: np.ndarray) -> list[dict]:
     edges = np.linspace(0.0, 1.0, _CALIBRATION_BINS + 1)
-    bins = np.searchsorted(edges[1:-1], scores, side="right")
+    bins = np.searchsorted(edges[1:-1], scores, side="left")
     counts = np.bincount(bins, minlength=_CALIBRATION_BINS)
     predicted = np.bincount(bins, weights=scores, minlength=_CALIBRATION_BINS)
     observed = np.bincount(bins, weights=outcome, minlength=_CALIBRATION_BINS)

@@ -172,7 +172,9 @@ def logistic_pipeline(feature_set: FeatureSet) -> Pipeline:
             ("one_hot", OneHotEncoder(handle_unknown="ignore")),
         ]
     )
-    encode = _column_transformer(feature_set, numeric, categorical)
+    # Kept sparse: one-hot columns are mostly zeros, and the solver's products
+    # then cost the non-zeros only, which matters for wide categories.
+    encode = _column_transformer(feature_set, numeric, categorical, sparse=True)
     classifier = LogisticRegression(solver="lbfgs", max_iter=_LOGISTIC_MAX_ITER)
     return Pipeline([("encode", encode), ("classifier", classifier)])
 
@@ -197,8 +199,8 @@ def lightgbm_pipeline(feature_set: FeatureSet, seed: int) -> Pipeline:
     )
     encode = _column_transformer(feature_set, numeric, categorical)
     classifier = LGBMClassifier(
-        n_estimators=200,
-        learning_rate=0.05,
+        n_estimators=100,
+        learning_rate=0.1,
         num_leaves=15,
         min_child_samples=100,
         random_state=seed,
@@ -217,13 +219,17 @@ def lightgbm_fit_params(feature_set: FeatureSet) -> dict:
     return {"classifier__categorical_feature": codes or "auto"}
 
 
-def _column_transformer(feature_set, numeric, categorical) -> ColumnTransformer:
+def _column_transformer(
+    feature_set: FeatureSet, numeric, categorical, *, sparse: bool = False
+) -> ColumnTransformer:
     parts = []
     if feature_set.numeric:
         parts.append(("numeric", numeric, feature_set.numeric))
     if feature_set.categorical:
         parts.append(("categorical", categorical, feature_set.categorical))
-    return ColumnTransformer(parts, remainder="drop")
+    return ColumnTransformer(
+        parts, remainder="drop", sparse_threshold=1.0 if sparse else 0.0
+    )
 
 
 def logistic_coefficients(pipeline: Pipeline) -> list[dict]:

@@ -18,7 +18,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from scipy.spatial import cKDTree
 
-from telcoreach.geo import BEIJING_EXTENT, EARTH_RADIUS_M, CellLocator
+from telcoreach.geo import BEIJING_EXTENT, EARTH_RADIUS_M
 from telcoreach.ingest.adapters._beijing import (
     build_city_cells,
     read_subway_stations,
@@ -113,17 +113,25 @@ class City:
     school_distance_m: np.ndarray
     pois: pa.Table
     lat0: float
-    _surface_locator: CellLocator
+    surface_tree: cKDTree
 
     @property
     def cell_count(self) -> int:
         """Number of cells."""
         return len(self.cell_lat)
 
+    def locate_xy(self, xy: np.ndarray) -> np.ndarray:
+        """Return the index of the nearest surface cell of projected positions."""
+        _, index = self.surface_tree.query(xy, workers=-1)
+        return self.surface_cells[index]
+
     def locate_surface(self, lat: np.ndarray, lon: np.ndarray) -> np.ndarray:
         """Return the index of the nearest surface cell of each position."""
-        index, _ = self._surface_locator.nearest(lat, lon)
-        return self.surface_cells[index]
+        return self.locate_xy(project_m(lat, lon, self.lat0))
+
+    def project(self, lat: np.ndarray, lon: np.ndarray) -> np.ndarray:
+        """Return (x, y) metres of positions in the city's plane."""
+        return project_m(lat, lon, self.lat0)
 
     def sample_points(
         self,
@@ -212,7 +220,9 @@ def _poi_table(prefix: str, label: str, poi_type: str, cells, lat, lon) -> pa.Ta
     )
 
 
-def build_city(data_dir: str | Path, rng: np.random.Generator, subscribers: int) -> City:
+def build_city(
+    data_dir: str | Path, rng: np.random.Generator, subscribers: int
+) -> City:
     """Return the simulated city for ``subscribers`` people.
 
     Schools (one per 60 subscribers, at least 50) and malls (one per 300, at
@@ -236,7 +246,6 @@ def build_city(data_dir: str | Path, rng: np.random.Generator, subscribers: int)
     residential_cells = np.flatnonzero(~subway & inside)
     neighbours, neighbour_count = _neighbour_table(xy, surface_cells, len(lat))
     station_cells = np.flatnonzero(subway)
-    locator = CellLocator(surface_cells, lat[surface_cells], lon[surface_cells], np.inf)
 
     city = City(
         cells=cells,
@@ -256,11 +265,13 @@ def build_city(data_dir: str | Path, rng: np.random.Generator, subscribers: int)
         school_distance_m=np.full(len(lat), np.inf),
         pois=station_pois,
         lat0=lat0,
-        _surface_locator=locator,
+        surface_tree=cKDTree(xy[surface_cells]),
     )
 
     cap = int(MAX_POI_CELL_SHARE * len(residential_cells))
-    school_count = min(max(MIN_SCHOOLS, round(subscribers / SUBSCRIBERS_PER_SCHOOL)), cap)
+    school_count = min(
+        max(MIN_SCHOOLS, round(subscribers / SUBSCRIBERS_PER_SCHOOL)), cap
+    )
     mall_count = min(max(MIN_MALLS, round(subscribers / SUBSCRIBERS_PER_MALL)), cap)
     outside = np.setdiff1d(surface_cells, residential_cells)
     city.school_cells = _distinct_cells(city, rng, school_count, outside)
@@ -274,7 +285,9 @@ def build_city(data_dir: str | Path, rng: np.random.Generator, subscribers: int)
     city.pois = pa.concat_tables(
         [
             station_pois,
-            _poi_table("sch", "synthetic school", "school", city.school_cells, lat, lon),
+            _poi_table(
+                "sch", "synthetic school", "school", city.school_cells, lat, lon
+            ),
             _poi_table("mall", "synthetic mall", "mall", city.mall_cells, lat, lon),
         ]
     )

@@ -83,9 +83,7 @@ def tac_table(model_count: int) -> np.ndarray:
     return 86_000_000 + _unique_draws(rng, 10**6, model_count)
 
 
-def imei_numbers(
-    rng: np.random.Generator, tac_of_subscriber: np.ndarray
-) -> pa.Array:
+def imei_numbers(rng: np.random.Generator, tac_of_subscriber: np.ndarray) -> pa.Array:
     """Return one distinct 15-digit IMEI per subscriber: TAC, serial, Luhn digit."""
     serials = _unique_draws(rng, 10**6, len(tac_of_subscriber))
     payload = np.asarray(tac_of_subscriber, dtype=np.int64) * 10**6 + serials

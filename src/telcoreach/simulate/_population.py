@@ -35,7 +35,12 @@ STUDENT, PARENT, WORKER, NON_WORKER = range(4)
 #: Share of each persona; other adults split 78 % workers, 22 % without work.
 PERSONA_SHARES = np.array([0.08, 0.15, 0.77 * 0.78, 0.77 * 0.22])
 #: Tier a perfect segmentation gives each persona.
-TIERS: tuple[str, ...] = ("student", "high-potential parent", "low priority", "low priority")
+TIERS: tuple[str, ...] = (
+    "student",
+    "high-potential parent",
+    "low priority",
+    "low priority",
+)
 
 #: Subway commuting: who is eligible and how many of them ride.
 SUBWAY_STATION_REACH_M = 1_500.0
@@ -65,7 +70,15 @@ STUDY_EXTRA_MIN = 230.0 * 5 / 7
 #: Base rate of buying the offer among all subscribers.
 BASE_RATE = 0.10
 
-_PLANS = ("4G-38", "4G-58", "5G-128", "5G-198", "5G-298", "family-5G-238", "student-4G-28")
+_PLANS = (
+    "4G-38",
+    "4G-58",
+    "5G-128",
+    "5G-198",
+    "5G-298",
+    "family-5G-238",
+    "student-4G-28",
+)
 _PLAN_MIX = np.array(
     [
         [0.2, 0.0, 0.1, 0.0, 0.0, 0.0, 0.7],
@@ -124,7 +137,9 @@ class Population:
         return pa.table(
             {
                 "msisdn": self.msisdn,
-                "persona": pa.array(np.array(PERSONAS, object)[self.persona], pa.string()),
+                "persona": pa.array(
+                    np.array(PERSONAS, object)[self.persona], pa.string()
+                ),
                 "home_cell": cell_ids.take(pa.array(self.home_cell)),
                 "work_cell": work,
                 "tier": pa.array(np.array(TIERS, object)[self.persona], pa.string()),
@@ -179,7 +194,9 @@ def subway_routes(
         spread = np.floor((slots[None, :] + 0.5) * found[:, None] / inner).astype(int)
         pick = np.where(found[:, None] > inner, spread, slots[None, :])
         valid = slots[None, :] < np.minimum(found, inner)[:, None]
-        station = np.take_along_axis(order, np.minimum(pick, order.shape[1] - 1), axis=1)
+        station = np.take_along_axis(
+            order, np.minimum(pick, order.shape[1] - 1), axis=1
+        )
         cells = np.where(valid, city.station_cells[station], -1)
         n_inner = valid.sum(axis=1)
         block = route[rows]
@@ -269,8 +286,11 @@ def _k12_portfolio(
     ranked = catalogue.k12_apps[np.argsort(-keys, axis=1)]
     width = ranked.shape[1]
     k12_apps = np.where(np.arange(width)[None, :] < k12_count[:, None], ranked, -1)
-    return k12_apps[:, :7].astype(np.int16), k12_count, weekly_searches, np.stack(
-        [one_search, tutor]
+    return (
+        k12_apps[:, :7].astype(np.int16),
+        k12_count,
+        weekly_searches,
+        np.stack([one_search, tutor]),
     )
 
 
@@ -328,12 +348,12 @@ def build_population(
     workers = np.flatnonzero(has_work)
     work_lat, work_lon = city.sample_points(rng, len(workers), WORK_DISTRICTS)
     home_xy = city.cell_xy[home_cell[workers]]
-    work_xy = _project_like(city, work_lat, work_lon)
+    work_xy = city.project(work_lat, work_lon)
     offset = work_xy - home_xy
     distance_m = np.hypot(*offset.T)
     pull = np.minimum(1.0, MAX_WORK_DISTANCE_M / np.maximum(distance_m, 1.0))
     target_xy = home_xy + offset * pull[:, None]
-    work_cell[workers] = _locate_xy(city, target_xy)
+    work_cell[workers] = city.locate_xy(target_xy)
 
     students = np.flatnonzero(persona == STUDENT)
     k_nearest = min(3, len(city.school_cells))
@@ -342,13 +362,17 @@ def build_population(
     )
     nearest_schools = np.asarray(nearest_schools).reshape(len(students), k_nearest)
     pick = rng.integers(0, k_nearest, size=len(students))
-    work_cell[students] = city.school_cells[nearest_schools[np.arange(len(students)), pick]]
+    work_cell[students] = city.school_cells[
+        nearest_schools[np.arange(len(students)), pick]
+    ]
 
     commute_m = np.where(
         work_cell >= 0, city.distance_m(home_cell, np.maximum(work_cell, 0)), 0.0
     )
     _, home_station_m = _nearest(city.cell_xy[home_cell], city.station_xy)
-    _, work_station_m = _nearest(city.cell_xy[np.maximum(work_cell, 0)], city.station_xy)
+    _, work_station_m = _nearest(
+        city.cell_xy[np.maximum(work_cell, 0)], city.station_xy
+    )
     eligible = (
         has_work
         & (commute_m > SUBWAY_MIN_TRIP_M)
@@ -365,11 +389,13 @@ def build_population(
 
     # Door to door: subway at 30 km/h plus 10 minutes of walking, surface
     # at 22 km/h plus 5 minutes, a student walking or cycling at 15 km/h.
-    speed_m_s = np.where(subway, 30 / 3.6, np.where(persona == STUDENT, 15 / 3.6, 22 / 3.6))
+    speed_m_s = np.where(
+        subway, 30 / 3.6, np.where(persona == STUDENT, 15 / 3.6, 22 / 3.6)
+    )
     overhead_s = np.where(subway, 600, 300)
-    commute_s = np.where(
-        work_cell >= 0, overhead_s + commute_m / speed_m_s, 0
-    ).astype(np.int64)
+    commute_s = np.where(work_cell >= 0, overhead_s + commute_m / speed_m_s, 0).astype(
+        np.int64
+    )
     commute_s = np.minimum(commute_s, np.where(persona == STUDENT, 3_300, 5_400))
 
     k12_apps, k12_count, weekly_searches, confusers = _k12_portfolio(
@@ -440,7 +466,8 @@ def build_population(
         "population: %d subscribers (%s), %d subway riders",
         count,
         ", ".join(
-            f"{name} {int((persona == code).sum())}" for code, name in enumerate(PERSONAS)
+            f"{name} {int((persona == code).sum())}"
+            for code, name in enumerate(PERSONAS)
         ),
         int(subway.sum()),
     )
@@ -470,15 +497,3 @@ def build_population(
         propensity=propensity,
         tac=tac,
     )
-
-
-def _project_like(city: City, lat: np.ndarray, lon: np.ndarray) -> np.ndarray:
-    from telcoreach.simulate._city import project_m
-
-    return project_m(lat, lon, city.lat0)
-
-
-def _locate_xy(city: City, xy: np.ndarray) -> np.ndarray:
-    """Return the nearest surface cell of projected positions."""
-    _, index = cKDTree(city.cell_xy[city.surface_cells]).query(xy)
-    return city.surface_cells[index]

@@ -174,7 +174,9 @@ def _shares(table: pa.Table, keys: list[str]) -> pa.Table:
     """Return counts and shares of each ``keys`` combination, largest first."""
     counts = table.group_by(keys, use_threads=False).aggregate([([], "count_all")])
     counts = counts.rename_columns([*keys, "devices"])
-    counts = counts.sort_by([("devices", "descending")] + [(k, "ascending") for k in keys])
+    counts = counts.sort_by(
+        [("devices", "descending")] + [(k, "ascending") for k in keys]
+    )
     total = pc.sum(counts["devices"]).as_py()
     share = pc.divide(counts["devices"].cast(pa.float64()), total)
     return counts.select([*keys, "devices"]).append_column("share", share)
@@ -202,7 +204,9 @@ def talkingdata_distributions(data_dir: str | Path) -> TalkingDataDistributions:
         If a file is missing.
     """
     subscribers = read_talkingdata(data_dir)
-    age_gender = _shares(subscribers.select(["age_band", "gender"]), ["age_band", "gender"])
+    age_gender = _shares(
+        subscribers.select(["age_band", "gender"]), ["age_band", "gender"]
+    )
     known = subscribers.filter(pc.is_valid(subscribers["device_model"]))
     devices = _shares(
         known.select(["device_brand", "device_model"]),
