@@ -315,15 +315,19 @@ def test_each_event_is_on_the_nearest_cell_by_brute_force(long_positions):
 
     centre_lat = cells["lat"].to_numpy()
     centre_lon = cells["lon"].to_numpy()
+    located = located.sort_values("lat", ignore_index=True)
     fix_lat, fix_lon = located.lat.to_numpy(), located.lon.to_numpy()
-    nearest_m = np.concatenate(
-        [
-            haversine_m(
-                fix_lat[rows, None], fix_lon[rows, None], centre_lat, centre_lon
-            ).min(axis=1)
-            for rows in np.array_split(np.arange(len(located)), 20)
-        ]
-    )
+    nearest_m = []
+    for rows in np.array_split(np.arange(len(located)), 50):
+        # Only centres within 0.02 degrees (2 km) of this band can be nearest.
+        band = np.abs(centre_lat - fix_lat[rows].mean()) < (
+            0.02 + np.ptp(fix_lat[rows])
+        )
+        distance_m = haversine_m(
+            fix_lat[rows, None], fix_lon[rows, None], centre_lat[band], centre_lon[band]
+        )
+        nearest_m.append(distance_m.min(axis=1))
+    nearest_m = np.concatenate(nearest_m)
     to_cell_m = haversine_m(
         fix_lat,
         fix_lon,

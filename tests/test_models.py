@@ -195,7 +195,7 @@ def test_single_outcome_cannot_be_evaluated():
 def test_model_recovers_the_signal_of_a_known_population(trained):
     assert trained.logistic_regression.auc > 0.7
     top = trained.top_coefficients[0]
-    assert top["feature"] == "numeric__data_gb" and top["coefficient"] > 0
+    assert top["feature"] == "data_gb" and top["coefficient"] > 0
 
 
 def test_identifier_and_token_columns_are_never_features(trained):
@@ -397,6 +397,13 @@ def test_score_returns_one_probability_per_row(subscribers, trained):
 def test_score_with_a_missing_feature_names_it(subscribers, trained):
     with pytest.raises(ModelError, match="plan"):
         score(trained, subscribers.drop(columns=["plan"]))
+
+
+def test_text_in_a_numeric_feature_is_a_model_error(subscribers, trained):
+    frame = subscribers.head(3).assign(data_gb=["a lot", "1.0", "2.0"])
+
+    with pytest.raises(ModelError, match="data_gb"):
+        score(trained, frame)
 
 
 def test_unseen_category_scores_without_error(subscribers, trained):

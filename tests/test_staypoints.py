@@ -18,7 +18,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from telcoreach.errors import ConfigError, SchemaError
-from telcoreach.features._staypoints import detect_staypoints, staypoints_csv
+from telcoreach.features._staypoints import (
+    _sort_order,
+    detect_staypoints,
+    staypoints_csv,
+)
 
 # One degree of latitude is about 111.2 km, so 0.0001 degree is about 11 m.
 METRES_PER_DEGREE_LAT = 111_195.0
@@ -399,3 +403,22 @@ def test_csv_empty_value_names_its_line(tmp_path):
 
     with pytest.raises(SchemaError, match=r"line 3: column 'lat' is empty"):
         staypoints_csv(positions, tmp_path / "s.csv")
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(st.tuples(st.integers(0, 5), st.integers(-(2**40), 2**40)), max_size=80),
+    st.booleans(),
+)
+def test_fix_order_is_numpys_stable_lexsort(fixes, time_ordered):
+    codes = np.array([code for code, _ in fixes], dtype=np.int64)
+    ticks = np.array([tick for _, tick in fixes], dtype=np.int64)
+    if time_ordered:
+        ticks = np.sort(ticks)
+
+    order = _sort_order(codes, ticks)
+
+    expected = np.lexsort((ticks, codes))
+    assert (np.arange(len(codes)) if order is None else order).tolist() == (
+        expected.tolist()
+    )

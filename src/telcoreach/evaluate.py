@@ -39,30 +39,25 @@ def evaluate_against_truth(engine: Engine, truth_path: Path) -> dict[str, Any]:
             strings_can_be_null=True,
             column_types={
                 "msisdn": pa.string(),
-                "true_home_cell": pa.string(),
-                "true_work_cell": pa.string(),
+                "home_cell": pa.string(),
+                "work_cell": pa.string(),
             },
         ),
     )
     tokens = engine.workspace.pseudonymiser.tokenise("msisdn", truth["msisdn"])
-    truth = truth.drop(["msisdn"]).append_column("subscriber", tokens).to_pandas()
+    truth = truth.drop(["msisdn"]).to_pandas().add_prefix("true_")
+    truth["subscriber"] = tokens.to_pylist()
 
-    profiles = engine.table("profiles").select("subscriber", "home_cell", "work_cell")
-    found = profiles.to_pandas()
+    profiles = engine.table("profiles")
+    wanted = [
+        c
+        for c in ("home_cell", "work_cell", "subway_commuter")
+        if c in profiles.columns
+    ]
+    found = profiles.select("subscriber", *wanted).to_pandas()
     if engine.has_table("tiers"):
-        found = found.merge(
-            engine.table("tiers").select("subscriber", "tier").to_pandas(),
-            on="subscriber",
-            how="left",
-        )
-    if "subway_commuter" in engine.table("profiles").columns:
-        found = found.merge(
-            engine.table("profiles")
-            .select("subscriber", "subway_commuter")
-            .to_pandas(),
-            on="subscriber",
-            how="left",
-        )
+        tiers = engine.table("tiers").select("subscriber", "tier").to_pandas()
+        found = found.merge(tiers, on="subscriber", how="left")
     merged = truth.merge(found, on="subscriber", how="inner")
     result: dict[str, Any] = {"subscribers_evaluated": len(merged)}
 
@@ -74,26 +69,20 @@ def evaluate_against_truth(engine: Engine, truth_path: Path) -> dict[str, Any]:
         (with_work["work_cell"] == with_work["true_work_cell"]).mean()
     )
     result["work_cell_evaluated"] = len(with_work)
-
     if "tier" in merged:
         result["tiers"] = {
             tier: _precision_recall(merged["tier"] == tier, merged["true_tier"] == tier)
             for tier in sorted(merged["true_tier"].dropna().unique())
         }
-    if "subway_commuter" in merged and "subway_commuter" in truth:
+    if "subway_commuter" in merged and "true_subway_commuter" in merged:
         result["subway_commuter"] = _precision_recall(
-            merged["subway_commuter_y"].fillna(False).astype(bool)
-            if "subway_commuter_y" in merged
-            else merged["subway_commuter"].fillna(False).astype(bool),
-            _truth_flag(merged),
+            _flag(merged["subway_commuter"]), _flag(merged["true_subway_commuter"])
         )
     logger.info("evaluated %d subscribers against ground truth", len(merged))
     return result
 
 
-def _truth_flag(merged: pd.DataFrame) -> pd.Series:
-    column = "subway_commuter_x" if "subway_commuter_x" in merged else "subway_commuter"
-    values = merged[column]
+def _flag(values: pd.Series) -> pd.Series:
     if values.dtype == object:
         values = values.astype(str).str.lower().isin(["true", "1", "yes"])
     return values.fillna(False).astype(bool)

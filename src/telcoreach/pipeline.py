@@ -198,11 +198,10 @@ def run_train(workspace: Workspace, engine_name: str | None = None) -> dict[str,
         frame = _training_frame(engine)
     finally:
         engine.close()
+    # Partner attributes are all features; a profile also has ids, cells, flags.
     features = (
         None if config.features == "partner_customers" else _profile_features(frame)
     )
-    if config.features == "partner_customers":
-        features = [c for c in frame.columns if c not in {"converted", "campaign_id"}]
     result = train_propensity(
         frame,
         "converted",
@@ -382,7 +381,8 @@ def run_all(
     tick("audience", done + 4)
     try:
         steps["audience"] = run_audience(workspace, engine_name=engine_name)
-    except ConsentError as error:
+    except (ConsentError, WorkspaceError) as error:
+        # An empty tier or nobody with consent is a result of the run, not a crash.
         steps["audience"] = {"exported": 0, "reason": str(error)}
     summary: dict[str, Any] = {
         "workspace": str(workspace.root),

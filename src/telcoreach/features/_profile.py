@@ -38,6 +38,19 @@ logger = logging.getLogger(__name__)
 
 _KM_PER_DEGREE = EARTH_RADIUS_M * math.pi / 180 / 1000
 
+#: Profile columns computed from DPI sessions, with their types.
+_DPI_COLUMNS = {
+    "dpi_sessions": "int64",
+    "k12_app_count": "int64",
+    "tutoring_searches": "int64",
+    "bytes_total": "int64",
+    "online_min_per_day": "float64",
+    "online_min_per_day_home": "float64",
+    "online_min_per_day_work": "float64",
+    "online_min_per_day_school_zone": "float64",
+    "days_near_school": "int64",
+}
+
 
 @dataclass
 class ProfileSummary:
@@ -432,6 +445,11 @@ def build_profiles(engine: Engine, *, require_consent: bool = True) -> ProfileSu
     profile = active
     for part in (homes, works, gyration, rides, stay_counts_table):
         profile = _attach(profile, part)
+    profile = profile.mutate(
+        subway_trips_weekday=profile.subway_trips_weekday.fill_null(0),
+        subway_commuter=profile.subway_commuter.fill_null(False),
+        n_stay_points=profile.n_stay_points.fill_null(0),
+    )
     if engine.has_lake("dpi"):
         school_cells = (
             school_zone_cells(cells, engine.lake("pois"), config.school_zone_m)
@@ -451,7 +469,12 @@ def build_profiles(engine: Engine, *, require_consent: bool = True) -> ProfileSu
             school_cells,
             active.select("subscriber", "active_days"),
         )
-        profile = _attach(_attach(profile, usage), school_days)
+        profile = _fill_counts(_attach(_attach(profile, usage), school_days))
+    else:
+        # Without DPI these are unknown, not zero: rules on them never match.
+        profile = profile.mutate(
+            **{name: ibis.literal(None, dtype) for name, dtype in _DPI_COLUMNS.items()}
+        )
     if subscribers is not None:
         traits = subscribers.select(
             "subscriber",
@@ -465,7 +488,6 @@ def build_profiles(engine: Engine, *, require_consent: bool = True) -> ProfileSu
             "opted_out",
         )
         profile = _attach(profile, traits)
-    profile = _fill_counts(profile)
     profile = engine.save("profiles", profile)
     lap("assemble", tick)
 
@@ -494,21 +516,10 @@ def build_profiles(engine: Engine, *, require_consent: bool = True) -> ProfileSu
 
 
 def _fill_counts(profile: ir.Table) -> ir.Table:
-    """Replace nulls of count-like columns with zero (no rows means none)."""
-    fills: dict[str, Any] = {}
-    for name, dtype in profile.schema().items():
-        counts_something = name.startswith(
-            ("sessions_", "online_min", "n_")
-        ) or name in {
-            "subway_trips_weekday",
-            "k12_app_count",
-            "tutoring_searches",
-            "dpi_sessions",
-            "days_near_school",
-            "bytes_total",
-        }
-        if counts_something and dtype.is_numeric():
-            fills[name] = 0
-        if name == "subway_commuter":
-            fills[name] = False
-    return profile.fill_null(fills) if fills else profile
+    """Replace nulls of DPI counts with zero: no session means none."""
+    fills = {
+        name: 0
+        for name, dtype in profile.schema().items()
+        if (name in _DPI_COLUMNS or name.startswith("sessions_")) and dtype.is_numeric()
+    }
+    return profile.fill_null(fills)

@@ -52,17 +52,20 @@ _RESULT_SCHEMA_FIELDS = (
 
 
 @njit(cache=True)
-def _distance_m(lat1, lon1, lat2, lon2):
-    """Great-circle distance by the spherical law of cosines (trackintel's formula)."""
-    lat1 = math.radians(lat1)
-    lon1 = math.radians(lon1)
-    lat2 = math.radians(lat2)
-    lon2 = math.radians(lon2)
-    cos_lat_d = math.cos(lat1 - lat2)
-    cos_lon_d = math.cos(lon1 - lon2)
-    return _SPHERE_RADIUS_M * math.acos(
-        cos_lat_d - math.cos(lat1) * math.cos(lat2) * (1 - cos_lon_d)
-    )
+def _reaches(lat1, lon1, cos_lat1, lat2, lon2, dist_m, cos_threshold):
+    """Whether two points (radians) are ``dist_m`` or more apart (trackintel's rule).
+
+    trackintel computes the haversine distance by the spherical law of cosines,
+    ``R * acos(x)``, and compares it with ``dist_m``. The arc cosine is only
+    needed when ``x`` is within rounding of the threshold's cosine: elsewhere
+    the comparison of ``x`` itself gives the same answer, much faster.
+    """
+    x = math.cos(lat1 - lat2) - cos_lat1 * math.cos(lat2) * (1 - math.cos(lon1 - lon2))
+    if x < cos_threshold - 1e-12:
+        return True
+    if x > cos_threshold + 1e-12:
+        return False
+    return _SPHERE_RADIUS_M * math.acos(x) >= dist_m
 
 
 @njit(cache=True)
@@ -123,7 +126,16 @@ def _sliding_staypoints(user, ts, lat, lon, dist_m, time_min, gap_min, ticks_per
     if n == 0:
         return bounds[:0], sums[:0], repeats
 
+    # Radians once per fix, as trackintel's math.radians; cosine of the
+    # anchor's latitude once per anchor.
+    lat_rad = np.empty(n)
+    lon_rad = np.empty(n)
+    for i in range(n):
+        lat_rad[i] = math.radians(lat[i])
+        lon_rad[i] = math.radians(lon[i])
+    cos_threshold = math.cos(min(dist_m / _SPHERE_RADIUS_M, math.pi))
     anchor = 0
+    cos_lat_anchor = math.cos(lat_rad[0])
     previous = 0
     sum_lat = lat[0]
     sum_lon = lon[0]
@@ -131,6 +143,7 @@ def _sliding_staypoints(user, ts, lat, lon, dist_m, time_min, gap_min, ticks_per
     for i in range(1, n):
         if user[i] != user[previous]:
             anchor = previous = i
+            cos_lat_anchor = math.cos(lat_rad[i])
             sum_lat, sum_lon, count = lat[i], lon[i], 1
             continue
         if ts[i] == ts[previous] and _is_repeat(user, ts, lat, lon, i):
@@ -142,10 +155,20 @@ def _sliding_staypoints(user, ts, lat, lon, dist_m, time_min, gap_min, ticks_per
         if ts[i] - ts[last_inside] > max_gap_ticks:
             # A long silence voids the current candidate: nobody saw the stay end.
             anchor = i
+            cos_lat_anchor = math.cos(lat_rad[i])
             sum_lat, sum_lon, count = lat[i], lon[i], 1
             continue
 
-        if _distance_m(lat[anchor], lon[anchor], lat[i], lon[i]) < dist_m:
+        reaches = _reaches(
+            lat_rad[anchor],
+            lon_rad[anchor],
+            cos_lat_anchor,
+            lat_rad[i],
+            lon_rad[i],
+            dist_m,
+            cos_threshold,
+        )
+        if not reaches:
             sum_lat += lat[i]
             sum_lon += lon[i]
             count += 1
@@ -163,6 +186,7 @@ def _sliding_staypoints(user, ts, lat, lon, dist_m, time_min, gap_min, ticks_per
             sums[found, 1] = sum_lon
             found += 1
         anchor = i
+        cos_lat_anchor = math.cos(lat_rad[i])
         sum_lat, sum_lon, count = lat[i], lon[i], 1
 
     return bounds[:found], sums[:found], repeats
@@ -171,6 +195,8 @@ def _sliding_staypoints(user, ts, lat, lon, dist_m, time_min, gap_min, ticks_per
 def _encode_users(user: Any) -> tuple[np.ndarray, pa.Array]:
     """Return (code per fix, sorted distinct user ids) with codes in id order."""
     users = user if isinstance(user, pa.ChunkedArray | pa.Array) else pa.array(user)
+    if isinstance(users, pa.ChunkedArray):
+        users = users.combine_chunks()
     if pa.types.is_null(users.type):
         users = users.cast(pa.string())
     if users.null_count:
@@ -178,9 +204,25 @@ def _encode_users(user: Any) -> tuple[np.ndarray, pa.Array]:
             f"user ids must not be null; found {users.null_count} null user ids; "
             "drop or fill them before detecting stay points"
         )
+    if pa.types.is_dictionary(users.type):
+        users = users.dictionary_decode()
+
+    # Fixes usually come grouped by user: then comparing neighbours is enough,
+    # and much cheaper than hashing every id.
+    n = len(users)
+    changes = pc.not_equal(users.slice(1), users.slice(0, max(n - 1, 0)))
+    run_starts = np.flatnonzero(
+        np.concatenate([[True], changes.to_numpy(zero_copy_only=False)])
+    )[: n if n else 0]
+    run_users = users.take(pa.array(run_starts, pa.int64()))
+    if len(run_users) <= n // 4 and len(pc.unique(run_users)) == len(run_users):
+        order = pc.array_sort_indices(run_users).to_numpy()
+        rank = np.empty(len(run_users), np.int64)
+        rank[order] = np.arange(len(run_users))
+        run_lengths = np.diff(np.append(run_starts, n))
+        return np.repeat(rank, run_lengths), run_users.take(pa.array(order))
+
     encoded = pc.dictionary_encode(users)
-    if isinstance(encoded, pa.ChunkedArray):
-        encoded = encoded.unify_dictionaries().combine_chunks()
     dictionary = encoded.dictionary
     order = pc.array_sort_indices(dictionary).to_numpy()
     rank = np.empty(len(dictionary), np.int64)
@@ -250,7 +292,56 @@ def _sort_order(codes: np.ndarray, ticks: np.ndarray) -> np.ndarray | None:
     same_user = codes[1:] == codes[:-1]
     if np.all((codes[1:] > codes[:-1]) | (same_user & (ticks[1:] >= ticks[:-1]))):
         return None
-    return np.lexsort((ticks, codes))
+    if np.all(ticks[1:] >= ticks[:-1]):
+        # Time order across users, the usual order of carrier files.
+        return _counting_order(codes, int(codes.max()) + 1)
+    span = int(ticks.max()) - int(ticks.min())
+    time_bits = span.bit_length()
+    if time_bits + int(codes.max()).bit_length() > 62:
+        return np.lexsort((ticks, codes))
+    keys = (codes << time_bits) | (ticks - ticks.min())
+    return _radix_order(keys, time_bits + int(codes.max()).bit_length())
+
+
+@njit(cache=True)
+def _counting_order(codes, n_codes):
+    """Return the stable order of ``codes`` (integers in ``[0, n_codes)``)."""
+    starts = np.zeros(n_codes + 1, np.int64)
+    for code in codes:
+        starts[code + 1] += 1
+    for code in range(n_codes):
+        starts[code + 1] += starts[code]
+    order = np.empty(codes.shape[0], np.int64)
+    for i in range(codes.shape[0]):
+        order[starts[codes[i]]] = i
+        starts[codes[i]] += 1
+    return order
+
+
+@njit(cache=True)
+def _radix_order(keys, key_bits):
+    """Return the stable ascending order of non-negative int64 ``keys`` (LSD radix)."""
+    n = keys.shape[0]
+    order = np.arange(n)
+    sorted_keys = keys.copy()
+    order_buffer = np.empty(n, np.int64)
+    keys_buffer = np.empty(n, np.int64)
+    shift = 0
+    while shift < key_bits:
+        counts = np.zeros(2049, np.int64)
+        for i in range(n):
+            counts[((sorted_keys[i] >> shift) & 2047) + 1] += 1
+        for digit in range(2048):
+            counts[digit + 1] += counts[digit]
+        for i in range(n):
+            digit = (sorted_keys[i] >> shift) & 2047
+            order_buffer[counts[digit]] = order[i]
+            keys_buffer[counts[digit]] = sorted_keys[i]
+            counts[digit] += 1
+        order, order_buffer = order_buffer, order
+        sorted_keys, keys_buffer = keys_buffer, sorted_keys
+        shift += 11
+    return order
 
 
 def _distinct_centroids(

@@ -89,7 +89,10 @@ def _geolife(kind: str, data_dir: Path, paths: list[Path], options: dict) -> pa.
     from telcoreach.ingest.adapters import geolife_to_signalling, read_geolife
 
     cells = city_cell_layer(data_dir, options.get("layer", "virtual"))
-    positions = read_geolife(paths or data_dir)
+    folder = data_dir / "1-geolife"
+    positions = read_geolife(
+        paths or [folder / "geolife_long_10_MB", folder / "geolife_modes"]
+    )
     events, facts = geolife_to_signalling(positions, cells=cells)
     logger.info("geolife: %s", facts)
     return events

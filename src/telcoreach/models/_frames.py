@@ -49,7 +49,8 @@ def campaign_training_frame(
     Raises
     ------
     ModelError
-        If the two tables share no key column or an outcome column is missing.
+        If the two tables share no key column, an outcome column is missing
+        or a customer appears twice.
     """
     customers = _as_pandas(customers)
     outcomes = _as_pandas(outcomes)
@@ -69,6 +70,13 @@ def campaign_training_frame(
         raise ModelError(
             f"campaign outcomes lack the columns {', '.join(missing)}; found "
             f"{', '.join(outcomes.columns)}"
+        )
+
+    repeated = int(customers[key].duplicated().sum())
+    if repeated:
+        raise ModelError(
+            f"expected one customer row per {key}; found {repeated} repeated "
+            "keys. Deduplicate the customers first."
         )
 
     contacts = outcomes[[key, *needed]].copy()

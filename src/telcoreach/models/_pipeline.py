@@ -13,16 +13,13 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.compose import ColumnTransformer
 from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import (
-    FunctionTransformer,
-    OneHotEncoder,
-    OrdinalEncoder,
-    StandardScaler,
-)
+from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardScaler
+from sklearn.utils.validation import check_is_fitted
 
 from telcoreach.errors import ModelError
 
@@ -32,7 +29,8 @@ logger = logging.getLogger(__name__)
 #: who someone is memorises people instead of learning behaviour.
 IDENTIFIER_COLUMNS = frozenset({"subscriber", "msisdn", "imsi", "imei"})
 _TOKEN_COLUMN = re.compile(r"(^|_)token$")
-_MISSING_CATEGORY = "missing"
+#: Category that stands for a missing categorical or boolean value.
+MISSING_CATEGORY = "missing"
 _LOGISTIC_MAX_ITER = 2000
 
 
@@ -140,13 +138,50 @@ def as_float(columns: pd.DataFrame) -> np.ndarray:
     return columns.to_numpy(dtype=np.float64, na_value=np.nan)
 
 
-def as_text(columns: pd.DataFrame) -> np.ndarray:
-    """Return categorical feature columns as strings, missing values as NaN."""
-    texts = [
-        columns[name].astype("string").to_numpy(dtype=object, na_value=np.nan)
-        for name in columns.columns
-    ]
-    return np.column_stack(texts) if texts else np.empty((len(columns), 0), object)
+class CategoryCodes(TransformerMixin, BaseEstimator):
+    """Encode text, boolean or categorical columns as integer category codes.
+
+    ``fit`` learns each column's categories (its distinct values as text, a
+    missing value counting as the category ``"missing"``); ``transform``
+    returns their codes, ``-1`` for a category not seen in ``fit``. Lookups are
+    vectorised (pandas hash tables), so scoring millions of rows stays fast.
+
+    Attributes
+    ----------
+    categories_ : list of numpy.ndarray
+        Sorted categories of each column; a code indexes into them.
+    """
+
+    def fit(self, columns, y=None):
+        """Learn the categories of each column of ``columns``."""
+        frame = pd.DataFrame(columns)
+        self.feature_names_in_ = np.asarray(frame.columns, dtype=object)
+        self.n_features_in_ = frame.shape[1]
+        self.categories_ = [
+            np.sort(_texts(frame[column]).unique().to_numpy(dtype=object))
+            for column in frame.columns
+        ]
+        return self
+
+    def transform(self, columns):
+        """Return the category codes of ``columns`` as an ``int32`` matrix."""
+        check_is_fitted(self, "categories_")
+        frame = pd.DataFrame(columns)
+        codes = np.empty(frame.shape, dtype=np.int32)
+        for index, column in enumerate(frame.columns):
+            codes[:, index] = pd.Categorical(
+                _texts(frame[column]), categories=self.categories_[index]
+            ).codes
+        return codes
+
+    def get_feature_names_out(self, input_features=None):
+        """Return the input column names: one code column per input column."""
+        check_is_fitted(self, "categories_")
+        return self.feature_names_in_.copy()
+
+
+def _texts(values: pd.Series) -> pd.Series:
+    return values.astype("string").fillna(MISSING_CATEGORY)
 
 
 def logistic_pipeline(feature_set: FeatureSet) -> Pipeline:
@@ -160,15 +195,7 @@ def logistic_pipeline(feature_set: FeatureSet) -> Pipeline:
     )
     categorical = Pipeline(
         [
-            ("to_text", FunctionTransformer(as_text, feature_names_out="one-to-one")),
-            (
-                "impute",
-                SimpleImputer(
-                    strategy="constant",
-                    fill_value=_MISSING_CATEGORY,
-                    keep_empty_features=True,
-                ),
-            ),
+            ("codes", CategoryCodes()),
             ("one_hot", OneHotEncoder(handle_unknown="ignore")),
         ]
     )
@@ -184,20 +211,8 @@ def lightgbm_pipeline(feature_set: FeatureSet, seed: int) -> Pipeline:
     from lightgbm import LGBMClassifier
 
     numeric = FunctionTransformer(as_float, feature_names_out="one-to-one")
-    categorical = Pipeline(
-        [
-            ("to_text", FunctionTransformer(as_text, feature_names_out="one-to-one")),
-            (
-                "codes",
-                OrdinalEncoder(
-                    handle_unknown="use_encoded_value",
-                    unknown_value=np.nan,
-                    encoded_missing_value=np.nan,
-                ),
-            ),
-        ]
-    )
-    encode = _column_transformer(feature_set, numeric, categorical)
+    # LightGBM treats a negative category code, here an unseen one, as missing.
+    encode = _column_transformer(feature_set, numeric, CategoryCodes())
     classifier = LGBMClassifier(
         n_estimators=100,
         learning_rate=0.1,
@@ -233,8 +248,24 @@ def _column_transformer(
 
 
 def logistic_coefficients(pipeline: Pipeline) -> list[dict]:
-    """Return the fitted logistic coefficients per encoded feature, largest first."""
-    names = pipeline.named_steps["encode"].get_feature_names_out()
+    """Return the fitted logistic coefficients per encoded feature, largest first.
+
+    Numeric features are named as their column (the coefficient is per
+    standard deviation); one-hot features as ``column=category``.
+    """
+    names = []
+    for part, transformer, columns in pipeline.named_steps["encode"].transformers_:
+        if part == "numeric":
+            names.extend(columns)
+        elif part == "categorical":
+            codes = transformer.named_steps["codes"]
+            one_hot = transformer.named_steps["one_hot"]
+            for index, column in enumerate(columns):
+                labels = codes.categories_[index]
+                names.extend(
+                    f"{column}={labels[int(code)]}"
+                    for code in one_hot.categories_[index]
+                )
     weights = pipeline.named_steps["classifier"].coef_[0]
     order = np.argsort(-np.abs(weights), kind="stable")
-    return [{"feature": str(names[i]), "coefficient": float(weights[i])} for i in order]
+    return [{"feature": names[i], "coefficient": float(weights[i])} for i in order]

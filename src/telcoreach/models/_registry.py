@@ -103,6 +103,8 @@ def save_model(models_dir: str | Path, name: str, result: TrainResult) -> ModelC
     Returns
     -------
     ModelCard
+        The card written to ``card.json``; it is also attached to
+        ``result.model.card``.
 
     Raises
     ------

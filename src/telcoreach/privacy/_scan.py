@@ -7,10 +7,11 @@ import re
 __all__ = ["RAW_ID_PATTERNS", "find_raw_identifiers"]
 
 #: Patterns of raw identifiers as they would appear in any text.
+#: A run of digits right after a decimal point is a fraction, not an id.
 RAW_ID_PATTERNS: dict[str, re.Pattern[str]] = {
-    "msisdn": re.compile(r"(?<![0-9])(?:\+?86)?1[3-9][0-9]{9}(?![0-9])"),
-    "imsi": re.compile(r"(?<![0-9])460[0-9]{12}(?![0-9])"),
-    "imei": re.compile(r"(?<![0-9])[0-9]{15}(?![0-9])"),
+    "msisdn": re.compile(r"(?<![0-9.])(?:\+?86)?1[3-9][0-9]{9}(?![0-9])"),
+    "imsi": re.compile(r"(?<![0-9.])460[0-9]{12}(?![0-9])"),
+    "imei": re.compile(r"(?<![0-9.])[0-9]{15}(?![0-9])"),
 }
 
 

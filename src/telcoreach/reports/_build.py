@@ -17,7 +17,7 @@ import telcoreach
 from telcoreach.engine import Engine
 from telcoreach.errors import PrivacyError
 from telcoreach.privacy import find_raw_identifiers
-from telcoreach.reports._format import compact, count, decimal
+from telcoreach.reports._format import compact, count, decimal, exact
 from telcoreach.reports._layout import Banner, Card, Section
 from telcoreach.reports._model import latest_card, model_section
 from telcoreach.reports._truth import evaluation_section, notes_section, read_json
@@ -118,9 +118,10 @@ def build_report(engine: Engine, out_dir: Path | None = None) -> ReportSummary:
 
     Notes
     -----
-    From ``run.json`` the report reads ``notes`` (list of str), ``seconds``
-    (run time), ``finished_at`` or ``started_at`` (ISO 8601) and
-    ``audience.exported`` (subscribers exported), each when present.
+    From ``run.json`` the report reads, each when present: ``notes`` (list
+    of str), ``seconds`` (run time; else the sum of ``steps.*.seconds``),
+    ``finished_at`` or ``started_at`` (ISO 8601) and ``audience.exported`` or
+    ``steps.audience.exported`` (subscribers exported).
     """
     started = time.perf_counter()
     workspace = engine.workspace
@@ -147,7 +148,9 @@ def build_report(engine: Engine, out_dir: Path | None = None) -> ReportSummary:
     html = _render(headline, sections, generated_at)
     leaks = find_raw_identifiers(html)
     if leaks:
-        kinds = ", ".join(f"{kind} ({', '.join(found)})" for kind, found in leaks.items())
+        kinds = ", ".join(
+            f"{kind} ({', '.join(found)})" for kind, found in leaks.items()
+        )
         raise PrivacyError(
             f"the report would show text shaped like raw identifiers: {kinds}; "
             "expected tokens and aggregates only. Nothing was written. Check tier "
@@ -200,7 +203,13 @@ def headline_section(
         section.cards.append(run_card)
     if engine.has_table("profiles"):
         profiled = engine.table("profiles").count().to_pyarrow().as_py()
-        section.cards.append(Card("Subscribers profiled", compact(profiled), count(profiled)))
+        section.cards.append(
+            Card(
+                "Subscribers profiled",
+                compact(profiled),
+                exact(profiled) or "with a behaviour profile",
+            )
+        )
     audience_card = _audience_card(engine, run)
     if audience_card is not None:
         section.cards.append(audience_card)
@@ -235,13 +244,48 @@ def _run_card(run: dict[str, Any] | None) -> Card | None:
     if not run:
         return None
     when = str(run.get("finished_at") or run.get("started_at") or "")
-    when_text = when[:16].replace("T", " ") + (" UTC" if when.endswith(("Z", "+00:00")) else "")
-    seconds = run.get("seconds")
-    if isinstance(seconds, int | float) and not isinstance(seconds, bool):
-        return Card("Run time", _duration(float(seconds)), f"finished {when_text}" if when else "whole pipeline")
+    when_text = when[:16].replace("T", " ")
+    if when.endswith(("Z", "+00:00")):
+        when_text += " UTC"
+    seconds = _number(run.get("seconds"))
+    detail = f"finished {when_text}" if when else "the whole pipeline"
+    if seconds is None:
+        # The pipeline writes the report before it knows its own total time.
+        seconds = _steps_seconds(run.get("steps"))
+        detail = "ingest to audience, summed over the steps"
+    if seconds is not None:
+        return Card("Run time", _duration(seconds), detail)
     if when:
-        return Card("Run", when_text[:10], when_text[11:] or "")
+        return Card("Run", when_text[:10], when_text[11:])
     return None
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value)
+
+
+def _steps_seconds(steps: Any) -> float | None:
+    """Return the summed ``seconds`` of the run's step summaries, or None."""
+    if not isinstance(steps, dict):
+        return None
+    found = []
+    for summary in steps.values():
+        if not isinstance(summary, dict):
+            continue
+        own = _number(summary.get("seconds"))
+        if own is not None:
+            found.append(own)
+            continue
+        # Ingest keeps one summary per source.
+        found.extend(
+            seconds
+            for inner in summary.values()
+            if isinstance(inner, dict)
+            and (seconds := _number(inner.get("seconds"))) is not None
+        )
+    return sum(found) if found else None
 
 
 def _duration(seconds: float) -> str:
@@ -255,7 +299,9 @@ def _duration(seconds: float) -> str:
 
 
 def _audience_card(engine: Engine, run: dict[str, Any] | None) -> Card | None:
-    exported = (run or {}).get("audience")
+    run = run or {}
+    steps = run.get("steps") if isinstance(run.get("steps"), dict) else {}
+    exported = run.get("audience") or steps.get("audience")
     if isinstance(exported, dict) and isinstance(exported.get("exported"), int):
         segment = exported.get("segment") or engine.workspace.config.audience.segment
         return Card(

@@ -10,6 +10,7 @@ to the identifier scan that guards the page.
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Sequence
 from typing import Any
 
@@ -68,17 +69,23 @@ _TEMPLATE = go.layout.Template(
         bargap=0.18,
     )
 )
+#: The template as plain JSON, attached after validation: validating it again
+#: for every figure would cost more than the figure itself.
+_TEMPLATE_JSON = _TEMPLATE.to_plotly_json()
 _HEIGHT = 320
 
 
 def _tidy(values: Sequence[Any]) -> list[Any]:
-    """Round numbers to 6 significant digits and turn NaN or infinity into None."""
+    """Round numbers to 6 significant digits and turn NaN or infinity into None.
+
+    Whole numbers (counts) are kept exact.
+    """
     tidy: list[Any] = []
     for value in values:
-        if isinstance(value, bool) or value is None or isinstance(value, str):
+        if value is None or isinstance(value, str | bool):
             tidy.append(value)
-        elif isinstance(value, int):
-            tidy.append(value)
+        elif isinstance(value, numbers.Integral):
+            tidy.append(int(value))
         else:
             number = float(value)
             tidy.append(float(f"{number:.6g}") if math.isfinite(number) else None)
@@ -86,10 +93,13 @@ def _tidy(values: Sequence[Any]) -> list[Any]:
 
 
 def _figure(traces: list[Any], height: int, **layout: Any) -> dict[str, Any]:
+    # An empty template keeps Plotly from applying (and validating) its default.
     figure = go.Figure(
-        data=traces, layout=go.Layout(template=_TEMPLATE, height=height, **layout)
+        data=traces, layout=go.Layout(template={}, height=height, **layout)
     )
-    return figure.to_plotly_json()
+    plain = figure.to_plotly_json()
+    plain["layout"]["template"] = _TEMPLATE_JSON
+    return plain
 
 
 def _log_axis_needed(values: Sequence[float]) -> bool:
@@ -282,6 +292,4 @@ def line_chart(
         shapes=shapes,
         xaxis=dict(title=dict(text=x_title), **axis_range, **tick_format),
         yaxis=dict(title=dict(text=y_title), **axis_range, **tick_format),
-        legend=dict(orientation="h", x=0, y=-0.22, yanchor="top"),
-        margin=dict(b=8),
     )

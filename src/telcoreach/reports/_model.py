@@ -103,8 +103,8 @@ def model_section(card: dict[str, Any] | None) -> Section | None:
         title="Propensity model",
         lead=(
             "How well the model picks out people likely to say yes, measured on "
-            f"{count(card.get('rows_test'))} held-out people it never saw while "
-            "learning."
+            + (f"{count(card['rows_test'])} " if card.get("rows_test") else "")
+            + "held-out people it never saw while learning."
         ),
     )
     section.cards = _cards(card, names, metrics)

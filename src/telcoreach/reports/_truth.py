@@ -85,13 +85,19 @@ def evaluation_section(evaluation: dict[str, Any] | None) -> Section | None:
     cards: list[Card] = []
     evaluated = _number(evaluation.get("subscribers_evaluated"))
 
-    for key, label, target in (
-        ("home_cell_accuracy", "Home cell right", HOME_CELL_TARGET),
-        ("work_cell_accuracy", "Work cell right", WORK_CELL_TARGET),
+    work_evaluated = _number(evaluation.get("work_cell_evaluated"))
+    for key, label, target, detail in (
+        ("home_cell_accuracy", "Home cell right", HOME_CELL_TARGET, ""),
+        (
+            "work_cell_accuracy",
+            "Work cell right",
+            WORK_CELL_TARGET,
+            f"of {count(work_evaluated)} with a workplace" if work_evaluated else "",
+        ),
     ):
         share = _number(evaluation.get(key))
         if share is not None:
-            cards.append(_checked_card(label, share, target, ""))
+            cards.append(_checked_card(label, share, target, detail))
 
     tiers = evaluation.get("tiers")
     if isinstance(tiers, dict):
@@ -101,9 +107,14 @@ def evaluation_section(evaluation: dict[str, Any] | None) -> Section | None:
     if isinstance(commuters, dict):
         cards.extend(_class_cards("Subway commuter", commuters, None))
 
-    known = {"home_cell_accuracy", "work_cell_accuracy", "subscribers_evaluated"}
+    known = {
+        "home_cell_accuracy",
+        "work_cell_accuracy",
+        "subscribers_evaluated",
+        "work_cell_evaluated",
+    }
     for key, value in evaluation.items():
-        share = _number(value)
+        share = value if isinstance(value, float) else None
         if key not in known and share is not None and 0 <= share <= 1:
             cards.append(Card(key.replace("_", " ").capitalize(), percent(share)))
     if not cards:

@@ -22,7 +22,7 @@ from telcoreach.reports._charts import (
     grouped_bar_chart,
     histogram_chart,
 )
-from telcoreach.reports._format import compact, count, decimal, percent
+from telcoreach.reports._format import compact, count, decimal, exact, percent
 from telcoreach.reports._layout import Card, Chart, Section, Table
 
 __all__ = [
@@ -40,7 +40,7 @@ logger = logging.getLogger(__name__)
 _HISTOGRAM_BINS = 30
 _INTEGER_BIN_LIMIT = 40
 _TOP_REASONS = 12
-_REASON_CHARS = 70
+_REASON_CHARS = 48
 
 
 @dataclass(frozen=True)
@@ -151,7 +151,7 @@ def data_section(engine: Engine) -> Section | None:
         ),
     )
     section.cards = [
-        Card("Rows received", compact(rows_in), f"{count(rows_in)} rows"),
+        Card("Rows received", compact(rows_in), exact(rows_in, "rows")),
         Card(
             "Rows stored",
             compact(stored),
@@ -254,7 +254,7 @@ def _day_span(days: set[str]) -> str:
     first, last = min(days), max(days)
     if first == last:
         return first
-    return f"{first} – {last} ({len(days)})"
+    return f"{first} – {last} ({len(days)} days)"
 
 
 def tiers_section(engine: Engine) -> Section | None:
@@ -354,7 +354,11 @@ def profiles_section(engine: Engine) -> Section | None:
         ),
     )
     section.cards.append(
-        Card("Subscribers profiled", compact(subscribers), count(subscribers))
+        Card(
+            "Subscribers profiled",
+            compact(subscribers),
+            exact(subscribers) or "one profile each",
+        )
     )
     for column, label in (
         ("home_cell", "Home cell found"),

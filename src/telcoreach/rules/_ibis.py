@@ -110,5 +110,5 @@ def _value(node: Column | Literal, table: ibis.Table) -> ir.Value:
     column = table[node.name]
     if column.type().is_floating():
         # NaN is a missing measurement, as it is for the per-event predicate.
-        return column
+        return column.nullif(float("nan"))
     return column

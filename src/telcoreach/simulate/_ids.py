@@ -14,14 +14,16 @@ __all__ = [
     "imei_numbers",
     "luhn_check_digit",
     "tac_table",
-    "unique_msisdns",
     "unique_imsis",
+    "unique_msisdns",
 ]
 
 #: Three-digit mobile prefixes of China Mobile, the largest carrier in Beijing.
 MSISDN_PREFIXES = np.array(
-    [134, 135, 136, 137, 138, 139, 147, 150, 151, 152, 157, 158, 159, 172, 178]
-    + [182, 183, 184, 187, 188, 195, 197, 198],
+    [
+        *(134, 135, 136, 137, 138, 139, 147, 150, 151, 152, 157, 158),
+        *(159, 172, 178, 182, 183, 184, 187, 188, 195, 197, 198),
+    ],
     dtype=np.int64,
 )
 #: Mobile network codes of China Mobile under MCC 460.

@@ -31,8 +31,8 @@ __all__ = [
     "EventArrays",
     "locate",
     "plan_day",
-    "sort_unique",
     "signalling_events",
+    "sort_unique",
     "times_by_hour",
 ]
 
@@ -362,27 +362,44 @@ def sort_unique(events: EventArrays, keys: list[tuple[str, int]]) -> EventArrays
     ``keys`` are (column, number of distinct values) pairs, most significant
     first; columns hold non-negative integers below their count. Random times
     drawn to the second can repeat a key by chance, and a repeated key would
-    look like a duplicate delivery downstream, so only the first is kept.
+    look like a duplicate delivery downstream, so only the first row of a key
+    (in the original order) is kept.
     """
     capacity = 1
     for _, size in keys:
         capacity *= size
-    if capacity < 2**62:
-        key = np.zeros(len(events), dtype=np.int64)
-        for name, size in keys:
-            key = key * size + events.columns[name].astype(np.int64)
-        order = np.argsort(key, kind="stable")
-        ordered = key[order]
-        first = np.ones(len(order), dtype=bool)
-        first[1:] = ordered[1:] != ordered[:-1]
-    else:
-        columns = [events.columns[name] for name, _ in reversed(keys)]
-        order = np.lexsort(columns)
-        first = np.ones(len(order), dtype=bool)
-        if len(order):
-            same = np.ones(len(order) - 1, dtype=bool)
-            for column in columns:
-                ordered = column[order]
-                same &= ordered[1:] == ordered[:-1]
-            first[1:] = ~same
+    if capacity >= 2**62:
+        return _sort_unique_lexical(events, keys)
+
+    key = np.zeros(len(events), dtype=np.int64)
+    for name, size in keys:
+        key = key * size + events.columns[name].astype(np.int64)
+    if set(events.columns) == {name for name, _ in keys}:
+        # The key is the whole row: sort it and decode the columns from it.
+        key = np.sort(key)
+        key = key[np.concatenate([[True], key[1:] != key[:-1]])] if len(key) else key
+        columns = {}
+        for name, size in reversed(keys):
+            key, value = np.divmod(key, size)
+            columns[name] = value.astype(events.columns[name].dtype)
+        return EventArrays({name: columns[name] for name in events.columns})
+    order = np.argsort(key, kind="stable")
+    ordered = key[order]
+    first = np.ones(len(order), dtype=bool)
+    first[1:] = ordered[1:] != ordered[:-1]
+    return events.take(order[first])
+
+
+def _sort_unique_lexical(
+    events: EventArrays, keys: list[tuple[str, int]]
+) -> EventArrays:
+    columns = [events.columns[name] for name, _ in reversed(keys)]
+    order = np.lexsort(columns)
+    first = np.ones(len(order), dtype=bool)
+    if len(order):
+        same = np.ones(len(order) - 1, dtype=bool)
+        for column in columns:
+            ordered = column[order]
+            same &= ordered[1:] == ordered[:-1]
+        first[1:] = ~same
     return events.take(order[first])

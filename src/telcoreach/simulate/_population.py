@@ -18,7 +18,7 @@ from scipy.spatial import cKDTree
 
 from telcoreach.ingest.adapters._talkingdata import TalkingDataDistributions
 from telcoreach.simulate._apps import AppCatalogue
-from telcoreach.simulate._city import WORK_DISTRICTS, City, HOME_DISTRICTS
+from telcoreach.simulate._city import HOME_DISTRICTS, WORK_DISTRICTS, City
 from telcoreach.simulate._ids import (
     imei_numbers,
     tac_table,

@@ -124,15 +124,31 @@ def _check_arguments(
 ) -> dt.date:
     """Return the start date after checking every argument."""
     checks = (
-        ("subscribers", subscribers, 1 <= subscribers <= MAX_SUBSCRIBERS,
-         f"a whole number from 1 to {MAX_SUBSCRIBERS:,}"),
+        (
+            "subscribers",
+            subscribers,
+            1 <= subscribers <= MAX_SUBSCRIBERS,
+            f"a whole number from 1 to {MAX_SUBSCRIBERS:,}",
+        ),
         ("days", days, 1 <= days <= 366, "a whole number from 1 to 366"),
-        ("events_per_day", events_per_day, 1 <= events_per_day <= 1_000,
-         "a number from 1 to 1000"),
-        ("sessions_per_day", sessions_per_day, 0 <= sessions_per_day <= 500,
-         "a number from 0 to 500"),
-        ("dirty_rate", dirty_rate, 0 <= dirty_rate <= MAX_DIRTY_RATE,
-         f"a share from 0 to {MAX_DIRTY_RATE}"),
+        (
+            "events_per_day",
+            events_per_day,
+            1 <= events_per_day <= 1_000,
+            "a number from 1 to 1000",
+        ),
+        (
+            "sessions_per_day",
+            sessions_per_day,
+            0 <= sessions_per_day <= 500,
+            "a number from 0 to 500",
+        ),
+        (
+            "dirty_rate",
+            dirty_rate,
+            0 <= dirty_rate <= MAX_DIRTY_RATE,
+            f"a share from 0 to {MAX_DIRTY_RATE}",
+        ),
         ("fmt", fmt, fmt in FORMATS, f"one of {', '.join(FORMATS)}"),
     )
     for name, value, ok, expected in checks:
@@ -349,13 +365,15 @@ def simulate_city(
     record("cells", city.cells, out / "cells")
     record("pois", city.pois, out / "pois")
     record("subscribers", population.subscribers, out / "subscribers")
-    record("ground_truth", population.ground_truth(city), out / "truth" / "ground_truth")
+    record(
+        "ground_truth", population.ground_truth(city), out / "truth" / "ground_truth"
+    )
     write_table(population.tac, out / "truth" / "tac_table", fmt)
 
-    late_day = int(late_rng.integers(0, days - 1)) if dirty_rate > 0 and days > 1 else -1
-    summary.dirty = {
-        kind: dict.fromkeys(DEFECTS, 0) for kind in ("signalling", "dpi")
-    }
+    late_day = (
+        int(late_rng.integers(0, days - 1)) if dirty_rate > 0 and days > 1 else -1
+    )
+    summary.dirty = {kind: dict.fromkeys(DEFECTS, 0) for kind in ("signalling", "dpi")}
     carried: pa.Table | None = None
     with ThreadPoolExecutor(max_workers=1) as writer:
         pending: Future | None = None
@@ -387,7 +405,11 @@ def simulate_city(
                 carried = None
             if late is not None:
                 carried = signalling_table(
-                    rngs[3], city, population, late, day_epoch_s,
+                    rngs[3],
+                    city,
+                    population,
+                    late,
+                    day_epoch_s,
                     DefectPlan.clean(len(late)),
                 )
 
@@ -426,8 +448,11 @@ def simulate_city(
         if pending is not None:
             pending.result()
 
-    record("campaign_outcomes", campaign_outcomes(campaign_rng, population, start),
-           out / "campaign_outcomes")
+    record(
+        "campaign_outcomes",
+        campaign_outcomes(campaign_rng, population, start),
+        out / "campaign_outcomes",
+    )
     record("weather", weather(weather_rng, start, days), out / "weather")
     summary.seconds = time.perf_counter() - started
     logger.info(
@@ -440,6 +465,8 @@ def simulate_city(
     return summary
 
 
-def _write_day(record, signalling: pa.Table, dpi: pa.Table, out: Path, day: str) -> None:
+def _write_day(
+    record, signalling: pa.Table, dpi: pa.Table, out: Path, day: str
+) -> None:
     record("signalling", signalling, out / "signalling" / day)
     record("dpi", dpi, out / "dpi" / day)
