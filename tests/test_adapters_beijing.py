@@ -31,6 +31,12 @@ CELLS = "2-cells-subway-poi"
 TALKINGDATA = "3-talkingdata-demographics"
 
 
+@pytest.fixture(scope="module")
+def talkingdata(datasets_dir):
+    """The TalkingData subscribers table, read once."""
+    return read_talkingdata(datasets_dir)
+
+
 def test_base_stations_are_the_1063_cells_of_sources_md(datasets_dir):
     cells = read_base_stations(datasets_dir)
 
@@ -115,8 +121,8 @@ def test_sparser_threshold_adds_fewer_virtual_cells(datasets_dir):
     assert sparse.num_rows < dense.num_rows
 
 
-def test_talkingdata_subscribers_match_sources_md(datasets_dir):
-    subscribers = read_talkingdata(datasets_dir)
+def test_talkingdata_subscribers_match_sources_md(talkingdata):
+    subscribers = talkingdata
 
     assert subscribers.column_names == list(schema_for("subscribers").field_names)
     # SOURCES.md: 74,645 devices; the handset file covers 99.96 % of them.
@@ -127,15 +133,15 @@ def test_talkingdata_subscribers_match_sources_md(datasets_dir):
     assert subscribers["imei"].null_count == subscribers.num_rows
 
 
-def test_talkingdata_subscribers_have_no_consent(datasets_dir):
-    subscribers = read_talkingdata(datasets_dir)
+def test_talkingdata_subscribers_have_no_consent(talkingdata):
+    subscribers = talkingdata
 
     assert not any(subscribers["consent_marketing"].to_pylist())
     assert not any(subscribers["consent_profiling"].to_pylist())
     assert subscribers["opted_out"].null_count == subscribers.num_rows
 
 
-def test_talkingdata_age_bands_follow_the_raw_ages(datasets_dir):
+def test_talkingdata_age_bands_follow_the_raw_ages(datasets_dir, talkingdata):
     raw = pd.read_csv(datasets_dir / TALKINGDATA / "gender_age_train.csv")
     expected = pd.cut(
         raw["age"],
@@ -143,7 +149,7 @@ def test_talkingdata_age_bands_follow_the_raw_ages(datasets_dir):
         labels=["<18", "18-24", "25-34", "35-44", "45-54", "55+"],
     ).astype(str)
 
-    subscribers = read_talkingdata(datasets_dir).to_pandas()
+    subscribers = talkingdata.to_pandas()
 
     assert subscribers["age_band"].tolist() == expected.tolist()
     assert subscribers["gender"].tolist() == raw["gender"].tolist()

@@ -42,7 +42,7 @@ def demo(tmp_path_factory, datasets_dir):
 
 
 def test_demo_runs_every_step_and_writes_the_report(demo):
-    root, summary, _ = demo
+    _, summary, _ = demo
     steps = summary["steps"]
 
     assert Path(summary["report"]).is_file()

@@ -132,7 +132,7 @@ def test_garbage_file_is_quarantined_and_nothing_stored(workspace, tmp_path):
 
 
 def test_missing_input_names_the_path(tmp_path):
-    with pytest.raises(DataSourceError, match="does-not-exist.csv does not exist"):
+    with pytest.raises(DataSourceError, match=r"does-not-exist\.csv does not exist"):
         file_sources("signalling", [tmp_path / "does-not-exist.csv"])
 
 

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import math
+import sys
 
 import ibis
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -454,7 +456,7 @@ def test_rendered_rule_parses_back_to_the_same_tree(rule):
 
 
 @settings(
-    max_examples=150,
+    max_examples=100,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
@@ -469,3 +471,36 @@ def test_ibis_predicate_and_arrow_agree_on_every_row(duckdb, rule, rows):
 
     assert in_engine["match"].to_pylist() == per_event
     assert vectorised == per_event
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore::ResourceWarning")
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+@settings(
+    max_examples=1,
+    deadline=None,
+    suppress_health_check=[
+        HealthCheck.function_scoped_fixture,
+        HealthCheck.too_slow,
+        HealthCheck.data_too_large,
+    ],
+)
+@given(rules=st.lists(RULES, min_size=60, max_size=60), rows=ROWS)
+def test_spark_agrees_with_the_predicate(tmp_path, monkeypatch, rules, rows):
+    pytest.importorskip("pyspark", reason="the spark extra is not installed")
+    monkeypatch.chdir(tmp_path)  # Spark may leave a warehouse folder in the cwd
+    monkeypatch.setenv("PYSPARK_PYTHON", sys.executable)
+    monkeypatch.setenv("SPARK_LOCAL_IP", "127.0.0.1")
+    path = tmp_path / "rows.parquet"
+    numbered = [dict(row, row_id=index) for index, row in enumerate(rows)]
+    schema = AGREEMENT_SCHEMA.append(pa.field("row_id", pa.int64()))
+    pq.write_table(pa.Table.from_pylist(numbered, schema=schema), path)
+
+    spark = ibis.pyspark.connect()
+    table = spark.read_parquet(str(path))
+    matches = {f"rule_{i}": to_ibis(rule, table) for i, rule in enumerate(rules)}
+    in_spark = spark.to_pyarrow(table.select("row_id", **matches).order_by("row_id"))
+
+    for index, rule in enumerate(rules):
+        per_event = [to_predicate(rule)(row) for row in rows]
+        assert in_spark[f"rule_{index}"].to_pylist() == per_event, str(rule)

@@ -295,6 +295,18 @@ def test_type_mismatch_names_the_tier_and_the_column(profile):
         assign_tiers(profile, rules)
 
 
+def test_a_true_tier_catches_everyone_left(profile):
+    rules = rules_from(
+        [
+            {"name": "parents", "when": "k12_app_count > 3 and tutoring_searches >= 1"},
+            {"name": "everyone else", "when": "true"},
+        ]
+    )
+    estimate = estimate_tiers(profile, rules)
+    assert [tier.subscribers for tier in estimate.tiers] == [2, 6, 0]
+    assert estimate.tiers[1].matching_rule == 8
+
+
 def test_profile_without_subscriber_column_is_a_schema_error(rules):
     table = ibis.memtable({"k12_app_count": [1]})
     with pytest.raises(SchemaError, match="no 'subscriber' column"):
@@ -425,7 +437,7 @@ def first_match(rules: TierRules, row: dict) -> str:
 
 
 @settings(
-    max_examples=60,
+    max_examples=40,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture],
 )

@@ -7,6 +7,7 @@ whose stays can be worked out by hand.
 
 from __future__ import annotations
 
+import math
 import warnings
 
 import numpy as np
@@ -19,6 +20,7 @@ from hypothesis import strategies as st
 
 from telcoreach.errors import ConfigError, SchemaError
 from telcoreach.features._staypoints import (
+    _reaches,
     _sort_order,
     detect_staypoints,
     staypoints_csv,
@@ -283,26 +285,33 @@ def test_latitude_out_of_range_is_rejected():
         detect_staypoints(["a"], [0], [91.0], [116.4])
 
 
-# A small random walk: steps of 0-150 m north, 0-20 minutes apart.
+# A random walk of two users: 0-20 minutes and up to 150 m north and east per
+# step, so that many fixes land within a metre of the 100 m threshold.
 _walks = st.lists(
-    st.tuples(st.integers(0, 20), st.integers(-150, 150), st.sampled_from("ab")),
+    st.tuples(
+        st.integers(0, 20),
+        st.integers(-150, 150),
+        st.integers(-150, 150),
+        st.sampled_from("ab"),
+    ),
     min_size=2,
     max_size=60,
 )
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(_walks)
 def test_random_walks_match_trackintel(walk):
-    steps = np.array([(gap, north) for gap, north, _ in walk])
+    minutes, north_m, east_m, users = (
+        np.array(column) for column in zip(*walk, strict=True)
+    )
+    metres_per_degree_lon = METRES_PER_DEGREE_LAT * np.cos(np.radians(39.9))
     positions = pd.DataFrame(
         {
-            "user_id": [user for _, _, user in walk],
-            "tracked_at": pd.to_datetime(
-                np.cumsum(steps[:, 0]) * 60, unit="s", utc=True
-            ),
-            "lat": 39.9 + np.cumsum(steps[:, 1]) / METRES_PER_DEGREE_LAT,
-            "lon": 116.4,
+            "user_id": users,
+            "tracked_at": pd.to_datetime(np.cumsum(minutes) * 60, unit="s", utc=True),
+            "lat": 39.9 + np.cumsum(north_m) / METRES_PER_DEGREE_LAT,
+            "lon": 116.4 + np.cumsum(east_m) / metres_per_degree_lon,
         }
     )
     _, reference = _trackintel_staypoints(positions, **PARAMETERS)
@@ -316,8 +325,44 @@ def test_random_walks_match_trackintel(walk):
     ).to_pandas()
 
     assert len(ours) == len(reference)
-    if len(reference):
-        assert ours["started_at"].tolist() == reference["started_at"].tolist()
+    assert ours["user_id"].tolist() == reference["user_id"].tolist()
+    assert ours["started_at"].tolist() == reference["started_at"].tolist()
+
+
+def test_distance_rule_equals_trackintel_haversine_near_the_threshold():
+    trackintel = pytest.importorskip("trackintel")
+    rng = np.random.default_rng(42)
+    n = 20_000
+    dist_m = rng.choice([10.0, 50.0, 100.0, 500.0], n)
+    lat1 = rng.uniform(-85, 85, n)
+    lon1 = rng.uniform(-180, 180, n)
+    bearing = rng.uniform(0, 2 * np.pi, n)
+    # Offsets within 3 % of the threshold, across the 2 % band where the
+    # flat-earth shortcut hands over to the exact formula.
+    offset_m = dist_m * rng.uniform(0.97, 1.03, n)
+    lat2 = lat1 + np.degrees(offset_m * np.cos(bearing) / 6_371_000)
+    lon2 = lon1 + np.degrees(
+        offset_m * np.sin(bearing) / 6_371_000 / np.cos(np.radians(lat1))
+    )
+
+    ours = [
+        _reaches(
+            math.radians(a),
+            math.radians(b),
+            math.cos(math.radians(a)),
+            math.radians(c),
+            math.radians(d),
+            (m, math.cos(m / 6_371_000), 4 * math.sin(m / 6_371_000 / 2) ** 2, True),
+        )
+        for a, b, c, d, m in zip(lat1, lon1, lat2, lon2, dist_m, strict=True)
+    ]
+
+    theirs = [
+        trackintel.geogr.point_haversine_dist(b, a, d, c, float_flag=True) >= m
+        for a, b, c, d, m in zip(lat1, lon1, lat2, lon2, dist_m, strict=True)
+    ]
+    assert 0.3 < np.mean(theirs) < 0.7
+    assert ours == theirs
 
 
 def _write(path, text):

@@ -520,3 +520,67 @@ def schema_for(kind: str) -> RecordSchema:
         raise SchemaError(
             f"unknown record kind {kind!r}; expected one of {', '.join(KINDS)}"
         ) from None
+
+
+def data_model_markdown() -> str:
+    """Return ``docs/data-model.md``: every record kind as a Markdown table."""
+    lines = [
+        "# Data model",
+        "",
+        "Generated from `src/telcoreach/schemas.py` by "
+        "`python -m telcoreach.schemas > docs/data-model.md`; a test checks that "
+        "this file matches the code.",
+        "",
+        "Input files are CSV (optionally gzip) or Parquet with a header naming the "
+        "fields below. Timestamps are `YYYY-MM-DD HH:MM:SS` in Beijing local time "
+        "(UTC+8). Identifier fields are replaced at ingest by keyed HMAC-SM3 "
+        "tokens (24 characters of `a-z2-7`): the lake never holds a raw MSISDN, "
+        "IMSI or IMEI. Rows that break a rule below go to the quarantine with "
+        "their file, line and reason.",
+        "",
+        "Event kinds are partitioned by the day of their time field; reference "
+        "kinds (no time field) by the day they were ingested, and readers keep "
+        "the newest version of each key.",
+        "",
+    ]
+    for schema in KINDS.values():
+        lines += [
+            f"## `{schema.kind}`",
+            "",
+            schema.description,
+            "",
+            f"- Partitioned by: `{schema.time_field or 'ingest day'}`",
+            f"- Key (duplicates are quarantined): "
+            f"{', '.join(f'`{k}`' for k in schema.key)}",
+            "",
+            "| field | type | required | stored as | rule | meaning |",
+            "|---|---|---|---|---|---|",
+        ]
+        for item in schema.fields:
+            rule = []
+            if item.identifier:
+                rule.append(f"{item.identifier} format; tokenised")
+            if item.allowed:
+                rule.append("one of " + ", ".join(f"`{v}`" for v in item.allowed))
+            if item.minimum is not None:
+                rule.append(f">= {item.minimum:g}")
+            if item.maximum is not None:
+                rule.append(f"<= {item.maximum:g}")
+            lines.append(
+                f"| `{item.name}` | {item.dtype} | {'yes' if item.required else 'no'}"
+                f" | `{item.stored_as}` | {'; '.join(rule)} | {item.description} |"
+            )
+        if schema.derived:
+            lines += [
+                "",
+                f"Derived at ingest: {', '.join(schema.derived)} "
+                "(the 8-digit TAC of the IMEI: a device model, not a person).",
+            ]
+        lines.append("")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.stdout.write(data_model_markdown())

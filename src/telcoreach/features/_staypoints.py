@@ -52,14 +52,26 @@ _RESULT_SCHEMA_FIELDS = (
 
 
 @njit(cache=True)
-def _reaches(lat1, lon1, cos_lat1, lat2, lon2, dist_m, cos_threshold):
+def _reaches(lat1, lon1, cos_lat1, lat2, lon2, limits):
     """Whether two points (radians) are ``dist_m`` or more apart (trackintel's rule).
 
-    trackintel computes the haversine distance by the spherical law of cosines,
-    ``R * acos(x)``, and compares it with ``dist_m``. The arc cosine is only
-    needed when ``x`` is within rounding of the threshold's cosine: elsewhere
-    the comparison of ``x`` itself gives the same answer, much faster.
+    trackintel computes the great-circle distance by the spherical law of
+    cosines, ``R * acos(x)``, and compares it with ``dist_m``. The same answer
+    comes cheaper: for nearby points the flat-earth value ``q`` is within 0.6 %
+    of ``2 * (1 - x)``, so outside a 2 % band around the threshold ``q``
+    decides; otherwise ``x`` is compared with the threshold's cosine, and only
+    within rounding of it is the arc cosine taken. ``limits`` holds
+    ``(dist_m, cos(dist_m / R), 2 * (1 - cos(dist_m / R)), use_q)``.
     """
+    dist_m, cos_threshold, q_threshold, use_q = limits
+    d_lat = lat2 - lat1
+    d_lon = lon2 - lon1
+    if use_q and abs(d_lat) <= 1e-3 and abs(d_lon) <= 1e-3 and abs(lat1) <= 1.4:
+        q = d_lat * d_lat + cos_lat1 * cos_lat1 * d_lon * d_lon
+        if q < 0.98 * q_threshold:
+            return False
+        if q > 1.02 * q_threshold:
+            return True
     x = math.cos(lat1 - lat2) - cos_lat1 * math.cos(lat2) * (1 - math.cos(lon1 - lon2))
     if x < cos_threshold - 1e-12:
         return True
@@ -133,7 +145,9 @@ def _sliding_staypoints(user, ts, lat, lon, dist_m, time_min, gap_min, ticks_per
     for i in range(n):
         lat_rad[i] = math.radians(lat[i])
         lon_rad[i] = math.radians(lon[i])
-    cos_threshold = math.cos(min(dist_m / _SPHERE_RADIUS_M, math.pi))
+    angle = min(dist_m / _SPHERE_RADIUS_M, math.pi)
+    # The flat-earth shortcut needs the threshold well above rounding of x.
+    limits = (dist_m, math.cos(angle), 4 * math.sin(angle / 2) ** 2, dist_m >= 10)
     anchor = 0
     cos_lat_anchor = math.cos(lat_rad[0])
     previous = 0
@@ -165,8 +179,7 @@ def _sliding_staypoints(user, ts, lat, lon, dist_m, time_min, gap_min, ticks_per
             cos_lat_anchor,
             lat_rad[i],
             lon_rad[i],
-            dist_m,
-            cos_threshold,
+            limits,
         )
         if not reaches:
             sum_lat += lat[i]
@@ -301,6 +314,23 @@ def _sort_order(codes: np.ndarray, ticks: np.ndarray) -> np.ndarray | None:
         return np.lexsort((ticks, codes))
     keys = (codes << time_bits) | (ticks - ticks.min())
     return _radix_order(keys, time_bits + int(codes.max()).bit_length())
+
+
+@njit(cache=True)
+def _gather(order, codes, ticks, lat, lon):
+    """Return the four fix arrays taken in ``order``, in one pass."""
+    n = order.shape[0]
+    codes_out = np.empty(n, codes.dtype)
+    ticks_out = np.empty(n, ticks.dtype)
+    lat_out = np.empty(n, lat.dtype)
+    lon_out = np.empty(n, lon.dtype)
+    for i in range(n):
+        row = order[i]
+        codes_out[i] = codes[row]
+        ticks_out[i] = ticks[row]
+        lat_out[i] = lat[row]
+        lon_out[i] = lon[row]
+    return codes_out, ticks_out, lat_out, lon_out
 
 
 @njit(cache=True)
@@ -466,7 +496,7 @@ def detect_staypoints(
 
     order = _sort_order(codes, ticks)
     if order is not None:
-        codes, ticks, lat, lon = codes[order], ticks[order], lat[order], lon[order]
+        codes, ticks, lat, lon = _gather(order, codes, ticks, lat, lon)
     bounds, sums, repeats = _sliding_staypoints(
         codes,
         ticks,

@@ -253,9 +253,11 @@ class _TextParser:
         symbol = _COMPARISONS[type(op)]
         if isinstance(left, _Null) or isinstance(right, _Null):
             negation = "not " if symbol == "!=" else ""
+            column = left if isinstance(left, Column) else right
+            name = column.name if isinstance(column, Column) else "x"
             raise self.error(
                 f"comparing with null using {symbol} is never true",
-                f"write `x is {negation}null`",
+                f"write `{name} is {negation}null`",
             )
         if isinstance(left, Literal) and isinstance(right, Literal):
             raise self.error(

@@ -168,6 +168,11 @@ class _Compiler:
                 value = row[name]
             except KeyError:
                 raise self.missing(name, row) from None
+            kind = type(value)
+            if kind is str or kind is int or kind is bool:
+                return value
+            if kind is float:
+                return None if value != value else value
             return None if is_null(value) else value
 
         return read
@@ -185,10 +190,14 @@ class _Compiler:
         )
 
     def comparison(self, node: Compare) -> Callable[[Row], _Truth]:
+        atom = str(node)
+        if isinstance(node.left, Literal):
+            return self.comparison_with_constant(node.mirrored(), atom)
+        if isinstance(node.right, Literal):
+            return self.comparison_with_constant(node, atom)
         left = self.value(node.left)
         right = self.value(node.right)
         compare = _OPERATORS[node.op]
-        atom = str(node)
 
         def check(row: Row) -> _Truth:
             left_value = left(row)
@@ -204,6 +213,25 @@ class _Compiler:
                 )
                 raise self.mismatch(atom, str(bad), value, str(_value_kind(other)))
             return bool(compare(left_value, right_value))
+
+        return check
+
+    def comparison_with_constant(
+        self, node: Compare, atom: str
+    ) -> Callable[[Row], _Truth]:
+        # The common case, `column op constant`, gets a closure of its own.
+        read = self.value(node.left)
+        constant = node.right.value
+        expected = node.right.kind
+        compare = _OPERATORS[node.op]
+
+        def check(row: Row) -> _Truth:
+            value = read(row)
+            if value is None:
+                return None
+            if (_FAST_KINDS.get(type(value)) or _value_kind(value)) != expected:
+                raise self.mismatch(atom, str(node.left), value, expected)
+            return bool(compare(value, constant))
 
         return check
 

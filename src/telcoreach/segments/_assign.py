@@ -190,7 +190,13 @@ def estimate_tiers(profile: ibis.Table, rules: TierRules) -> SegmentEstimate:
     for index in range(len(rules.tiers) + 1):
         metrics[f"assigned_{index}"] = (rule_index == index).cast("int64").sum()
     for index, condition in enumerate(conditions):
-        metrics[f"matching_{index}"] = condition.cast("int64").sum()
+        matched = condition.cast("int64")
+        # A rule without columns (`true`) is a scalar, which has no sum.
+        metrics[f"matching_{index}"] = (
+            matched.sum()
+            if isinstance(matched, ir.Column)
+            else profile.count() * matched
+        )
     counts = profile.aggregate(**metrics).to_pyarrow().to_pylist()[0]
 
     total = int(counts["subscribers"] or 0)

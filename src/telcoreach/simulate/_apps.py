@@ -187,6 +187,7 @@ class AppCatalogue:
             [CATEGORIES.index(app.category) for app in APPS], dtype=np.int16
         )
         self.rate_kb_s = np.array([app.rate_kb_s for app in APPS])
+        self.popularity = np.array([app.popularity for app in APPS])
         self.k12_category = CATEGORIES.index(K12_CATEGORY)
         self.search_category = CATEGORIES.index("search")
         self.k12_apps = np.flatnonzero(self.category_of_app == self.k12_category)
@@ -197,7 +198,7 @@ class AppCatalogue:
         self.category_mix = mix / mix.sum(axis=1, keepdims=True)
 
         # Per category: its apps and the cumulative popularity to draw from.
-        popularity = np.array([app.popularity for app in APPS])
+        popularity = self.popularity
         size = max(np.bincount(self.category_of_app))
         self.apps_by_category = np.zeros((len(CATEGORIES), size), dtype=np.int16)
         self.app_cdf = np.ones((len(CATEGORIES), size))

@@ -94,6 +94,10 @@ class City:
 
     Cell indices are rows of ``cells``. Surface cells are every cell but the
     subway ones; residential cells are surface cells inside the city extent.
+    ``cell_xy`` holds cell centres in metres on the city's plane,
+    ``neighbours`` up to eight surface cells within 1.5 km of each cell
+    (``neighbour_count`` of them valid), ``school_distance_m`` the distance
+    from each cell to the nearest school.
     """
 
     cells: pa.Table
@@ -109,7 +113,6 @@ class City:
     station_xy: np.ndarray
     school_cells: np.ndarray
     mall_cells: np.ndarray
-    near_school: np.ndarray
     school_distance_m: np.ndarray
     pois: pa.Table
     lat0: float
@@ -187,16 +190,16 @@ def _neighbour_table(
 
 
 def _distinct_cells(
-    city_sampler,
+    city: City,
     rng: np.random.Generator,
     count: int,
     exclude: np.ndarray,
 ) -> np.ndarray:
-    """Return ``count`` distinct residential cells drawn by home density."""
+    """Return up to ``count`` distinct surface cells drawn by home density."""
     chosen = np.empty(0, dtype=np.int64)
     for _ in range(20):
-        lat, lon = city_sampler.sample_points(rng, 4 * count + 100, HOME_DISTRICTS)
-        drawn = city_sampler.locate_surface(lat, lon)
+        lat, lon = city.sample_points(rng, 4 * count + 100, HOME_DISTRICTS)
+        drawn = city.locate_surface(lat, lon)
         drawn = drawn[~np.isin(drawn, exclude)]
         merged = np.concatenate([chosen, drawn])
         _, first = np.unique(merged, return_index=True)
@@ -261,7 +264,6 @@ def build_city(
         station_xy=xy[station_cells],
         school_cells=np.empty(0, np.int64),
         mall_cells=np.empty(0, np.int64),
-        near_school=np.zeros(len(lat), bool),
         school_distance_m=np.full(len(lat), np.inf),
         pois=station_pois,
         lat0=lat0,
@@ -281,7 +283,6 @@ def build_city(
     school_tree = cKDTree(xy[city.school_cells])
     distance_m, _ = school_tree.query(xy)
     city.school_distance_m = distance_m
-    city.near_school = distance_m <= SCHOOL_ZONE_M
     city.pois = pa.concat_tables(
         [
             station_pois,
@@ -296,6 +297,6 @@ def build_city(
         len(lat),
         len(city.school_cells),
         len(city.mall_cells),
-        int(city.near_school.sum()),
+        int((distance_m <= SCHOOL_ZONE_M).sum()),
     )
     return city

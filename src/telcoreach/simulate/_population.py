@@ -60,6 +60,7 @@ CASUAL_K12_SHARE = 0.12
 ONE_SEARCH_SHARE = 0.06
 TUTOR_SHARE = 0.003
 HEAVY_HOME_SHARE = 0.1
+MAX_K12_APPS = 7
 #: Heavy home users live at least this far from every school.
 HEAVY_HOME_SCHOOL_MARGIN_M = 800.0
 
@@ -87,7 +88,15 @@ _PLAN_MIX = np.array(
         [0.15, 0.2, 0.35, 0.2, 0.1, 0.0, 0.0],
     ]
 )
-_AGE_EFFECT = {"<18": -0.3, "18-24": -0.2, "25-34": 0.1, "35-44": 0.3, "45-54": 0.0}
+#: Effect of the age band on the log-odds of buying.
+_AGE_EFFECT = {
+    "<18": -0.3,
+    "18-24": -0.2,
+    "25-34": 0.1,
+    "35-44": 0.3,
+    "45-54": 0.0,
+    "55+": -0.4,
+}
 
 
 @dataclass
@@ -239,25 +248,32 @@ def _band_gender(
     }
     for code, (options, probabilities) in chosen_bands.items():
         members = np.flatnonzero(persona == code)
-        band = np.array(options, dtype=object)[
-            rng.choice(len(options), size=len(members), p=probabilities)
-        ]
-        age_band[members] = band
-        female_share = {
-            b: share[(bands == b) & (genders == "F")].sum() / share[bands == b].sum()
-            for b in options
-        }
-        p_female = np.array([female_share[b] for b in band], dtype=float)
-        gender[members] = np.where(rng.random(len(members)) < p_female, "F", "M")
+        option = rng.choice(len(options), size=len(members), p=probabilities)
+        age_band[members] = np.array(options, dtype=object)[option]
+        female_share = np.array(
+            [
+                share[(bands == b) & (genders == "F")].sum() / share[bands == b].sum()
+                for b in options
+            ]
+        )
+        female = rng.random(len(members)) < female_share[option]
+        gender[members] = np.where(female, "F", "M")
     return age_band, gender
 
 
 def _k12_portfolio(
     rng: np.random.Generator,
     persona: np.ndarray,
+    days: int,
     catalogue: AppCatalogue,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Return K12 app sets, their sizes, tutoring-search rates and confuser flags."""
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Return each person's K12 apps, their number and tutoring searches.
+
+    Parents have 4 to 7 K12 apps and search for tutoring about three times a
+    week, except light parents (3 apps, or no search). Students have up to
+    3 apps. A few other adults have 1 or 2 apps, a few private tutors 4 or 5
+    apps and a search or two, and a few non-parents search once.
+    """
     count = len(persona)
     k12_count = np.zeros(count, dtype=np.int64)
     weekly_searches = np.zeros(count)
@@ -281,20 +297,23 @@ def _k12_portfolio(
     k12_count[tutor] = rng.integers(4, 6, size=tutor.sum())
     one_search = ~parent & (u[3] < ONE_SEARCH_SHARE)
 
-    popularity = np.array([1.0 + i for i in range(len(catalogue.k12_apps))])[::-1]
+    searches = np.where(
+        weekly_searches > 0,
+        np.maximum(1, rng.poisson(weekly_searches * days / 7)),
+        0,
+    )
+    searches = searches + one_search + tutor * rng.integers(1, 3, size=count)
+
+    # Draw each set without replacement, favouring popular apps (Gumbel top-k).
+    popularity = catalogue.popularity[catalogue.k12_apps]
     keys = np.log(popularity)[None, :] + rng.gumbel(size=(count, len(popularity)))
     ranked = catalogue.k12_apps[np.argsort(-keys, axis=1)]
-    width = ranked.shape[1]
-    k12_apps = np.where(np.arange(width)[None, :] < k12_count[:, None], ranked, -1)
-    return (
-        k12_apps[:, :7].astype(np.int16),
-        k12_count,
-        weekly_searches,
-        np.stack([one_search, tutor]),
-    )
+    slots = np.arange(MAX_K12_APPS)[None, :]
+    k12_apps = np.where(slots < k12_count[:, None], ranked[:, :MAX_K12_APPS], -1)
+    return k12_apps.astype(np.int16), k12_count, searches
 
 
-def _calibrated_propensity(rng: np.random.Generator, score: np.ndarray) -> np.ndarray:
+def _calibrated_propensity(score: np.ndarray) -> np.ndarray:
     """Return ``sigmoid(score + b)`` with ``b`` set so the mean is the base rate."""
     low, high = -15.0, 15.0
     for _ in range(60):
@@ -398,16 +417,7 @@ def build_population(
     )
     commute_s = np.minimum(commute_s, np.where(persona == STUDENT, 3_300, 5_400))
 
-    k12_apps, k12_count, weekly_searches, confusers = _k12_portfolio(
-        rng, persona, catalogue
-    )
-    one_search, tutor = confusers
-    searches = np.where(
-        weekly_searches > 0,
-        np.maximum(1, rng.poisson(weekly_searches * days / 7)),
-        0,
-    )
-    searches = searches + one_search + tutor * rng.integers(1, 3, size=count)
+    k12_apps, k12_count, searches = _k12_portfolio(rng, persona, days, catalogue)
     search_person = np.repeat(np.arange(count), searches)
     search_day = rng.integers(0, days, size=len(search_person))
 
@@ -423,7 +433,8 @@ def build_population(
     online_min = (
         BASE_ONLINE_MIN + HEAVY_HOME_EXTRA_MIN * heavy_home + STUDY_EXTRA_MIN * studious
     )
-    age_effect = np.array([_AGE_EFFECT.get(band, -0.4) for band in age_band])
+    band_index = pc.index_in(pa.array(age_band), value_set=pa.array(list(_AGE_EFFECT)))
+    age_effect = np.array(list(_AGE_EFFECT.values()))[band_index.to_numpy()]
     score = (
         1.4 * (persona == PARENT)
         + 0.3 * (persona == STUDENT)
@@ -434,7 +445,7 @@ def build_population(
         + 0.3 * subway
         + rng.normal(0.0, 0.6, size=count)
     )
-    propensity = _calibrated_propensity(rng, score)
+    propensity = _calibrated_propensity(score)
 
     model_names = devices.select(["device_brand", "device_model"]).take(
         pa.array(model_index)

@@ -17,13 +17,12 @@ import pyarrow as pa
 from telcoreach.errors import ConfigError, DataSourceError
 from telcoreach.ingest.adapters._talkingdata import talkingdata_distributions
 from telcoreach.simulate._apps import AppCatalogue
-from telcoreach.simulate._city import build_city
+from telcoreach.simulate._city import City, build_city
 from telcoreach.simulate._context import campaign_outcomes, weather
 from telcoreach.simulate._dirty import DEFECTS, DefectPlan, plan_defects
 from telcoreach.simulate._mobility import (
     DAY_S,
     EVENT_TYPES,
-    EventArrays,
     plan_day,
     signalling_events,
     sort_unique,
@@ -214,15 +213,41 @@ def _prepare(out_dir: Path, overwrite: bool) -> None:
         (out_dir / folder).mkdir(parents=True, exist_ok=True)
 
 
-def _day_signalling(
-    rngs: list[np.random.Generator],
-    city,
+@dataclass
+class _Day:
+    """One simulated day, ready to write."""
+
+    signalling: pa.Table
+    dpi: pa.Table
+    late: pa.Table | None
+    defects: dict[str, dict[str, int]]
+
+
+def _simulate_day(
+    seeds: np.random.SeedSequence,
+    day: int,
+    date: dt.date,
+    city: City,
     population: Population,
-    plan,
+    catalogue: AppCatalogue,
     events_per_day: float,
-) -> EventArrays:
-    events = signalling_events(rngs[1], city, population, plan, events_per_day)
-    return sort_unique(
+    sessions_per_day: float,
+    dirty_rate: float,
+    late: bool,
+) -> _Day:
+    """Return a day's signalling and DPI tables, and its late events if asked.
+
+    Each step draws from its own stream, so the clean events of a day do not
+    depend on ``dirty_rate``.
+    """
+    plan_rng, signalling_rng, dpi_rng, signalling_dirt, dpi_dirt = (
+        np.random.default_rng(s) for s in seeds.spawn(5)
+    )
+    day_epoch_s = int(np.datetime64(date, "s").astype(np.int64))
+    plan = plan_day(plan_rng, city, population, weekday=date.weekday() < 5)
+
+    events = signalling_events(signalling_rng, city, population, plan, events_per_day)
+    events = sort_unique(
         events,
         [
             ("time_s", DAY_S),
@@ -230,6 +255,47 @@ def _day_signalling(
             ("cell", city.cell_count),
             ("event_type", len(EVENT_TYPES)),
         ],
+    )
+    late_table = None
+    if late:
+        # The latest events of the day miss the day's delivery.
+        first_late = len(events) - round(dirty_rate * len(events))
+        late_table = signalling_table(
+            signalling_dirt,
+            city,
+            population,
+            events.take(slice(first_late, None)),
+            day_epoch_s,
+            DefectPlan.clean(len(events) - first_late),
+        )
+        events = events.take(slice(0, first_late))
+    signalling_defects = plan_defects(
+        signalling_dirt, len(events), dirty_rate, len(SIGNALLING_REQUIRED)
+    )
+    signalling = signalling_table(
+        signalling_dirt, city, population, events, day_epoch_s, signalling_defects
+    )
+
+    sessions = dpi_sessions(
+        dpi_rng, city, population, catalogue, plan, day, sessions_per_day
+    )
+    sessions = sort_unique(
+        sessions,
+        [
+            ("start_s", DAY_S),
+            ("person", population.count),
+            ("app", len(catalogue.names)),
+        ],
+    )
+    dpi_defects = plan_defects(dpi_dirt, len(sessions), dirty_rate, len(DPI_REQUIRED))
+    dpi = dpi_table(
+        dpi_dirt, city, population, catalogue, sessions, day_epoch_s, dpi_defects
+    )
+    return _Day(
+        signalling=signalling,
+        dpi=dpi,
+        late=late_table,
+        defects={"signalling": signalling_defects.counts, "dpi": dpi_defects.counts},
     )
 
 
@@ -375,75 +441,47 @@ def simulate_city(
     )
     summary.dirty = {kind: dict.fromkeys(DEFECTS, 0) for kind in ("signalling", "dpi")}
     carried: pa.Table | None = None
+    # Files are written in a second thread while the next day is simulated.
     with ThreadPoolExecutor(max_workers=1) as writer:
         pending: Future | None = None
         for day in range(days):
             date = start + dt.timedelta(days=day)
-            day_epoch_s = int(np.datetime64(date, "s").astype(np.int64))
-            rngs = [np.random.default_rng(s) for s in streams[5 + day].spawn(6)]
-            plan = plan_day(rngs[0], city, population, weekday=date.weekday() < 5)
-
-            events = _day_signalling(rngs, city, population, plan, events_per_day)
-            late: EventArrays | None = None
-            if day == late_day:
-                late_count = round(dirty_rate * len(events))
-                late = events.take(slice(len(events) - late_count, None))
-                events = events.take(slice(0, len(events) - late_count))
+            simulated = _simulate_day(
+                streams[5 + day],
+                day,
+                date,
+                city,
+                population,
+                catalogue,
+                events_per_day,
+                sessions_per_day,
+                dirty_rate,
+                late=day == late_day,
+            )
+            signalling = simulated.signalling
+            if carried is not None:
+                signalling = pa.concat_tables([signalling, carried])
+            carried = simulated.late
+            if carried is not None:
                 summary.late_batch = {
-                    "events": late_count,
+                    "events": carried.num_rows,
                     "from_day": date.isoformat(),
                     "to_day": (date + dt.timedelta(days=1)).isoformat(),
                 }
-            defects = plan_defects(
-                rngs[3], len(events), dirty_rate, len(SIGNALLING_REQUIRED)
-            )
-            signalling = signalling_table(
-                rngs[3], city, population, events, day_epoch_s, defects
-            )
-            if carried is not None:
-                signalling = pa.concat_tables([signalling, carried])
-                carried = None
-            if late is not None:
-                carried = signalling_table(
-                    rngs[3],
-                    city,
-                    population,
-                    late,
-                    day_epoch_s,
-                    DefectPlan.clean(len(late)),
-                )
-
-            sessions = dpi_sessions(
-                rngs[2], city, population, catalogue, plan, day, sessions_per_day
-            )
-            sessions = sort_unique(
-                sessions,
-                [
-                    ("start_s", DAY_S),
-                    ("person", population.count),
-                    ("app", len(catalogue.names)),
-                ],
-            )
-            dpi_defects = plan_defects(
-                rngs[4], len(sessions), dirty_rate, len(DPI_REQUIRED)
-            )
-            dpi = dpi_table(
-                rngs[4], city, population, catalogue, sessions, day_epoch_s, dpi_defects
-            )
-            for kind, plan_of_kind in (("signalling", defects), ("dpi", dpi_defects)):
-                for defect, count in plan_of_kind.counts.items():
+            for kind, counts in simulated.defects.items():
+                for defect, count in counts.items():
                     summary.dirty[kind][defect] += count
 
             if pending is not None:
                 pending.result()
             pending = writer.submit(
-                _write_day, record, signalling, dpi, out, date.isoformat()
+                _write_day, record, signalling, simulated.dpi, out, date.isoformat()
             )
             logger.info(
                 "simulated %s: %d signalling events, %d DPI sessions",
                 date.isoformat(),
                 signalling.num_rows,
-                dpi.num_rows,
+                simulated.dpi.num_rows,
             )
         if pending is not None:
             pending.result()
