@@ -337,7 +337,7 @@ def test_distance_rule_equals_trackintel_haversine_near_the_threshold():
     lat1 = rng.uniform(-85, 85, n)
     lon1 = rng.uniform(-180, 180, n)
     bearing = rng.uniform(0, 2 * np.pi, n)
-    # Offsets within 3 % of the threshold, across the 2 % band where the
+    # Offsets within 3 % of the threshold, across the 1 % band where the
     # flat-earth shortcut hands over to the exact formula.
     offset_m = dist_m * rng.uniform(0.97, 1.03, n)
     lat2 = lat1 + np.degrees(offset_m * np.cos(bearing) / 6_371_000)

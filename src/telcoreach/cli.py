@@ -467,5 +467,8 @@ def main() -> None:
     app()
 
 
+# Stage command groups register themselves on ``app``.
+from telcoreach import _cli_measure  # noqa: E402, F401
+
 if __name__ == "__main__":
     main()

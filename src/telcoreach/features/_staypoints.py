@@ -58,9 +58,9 @@ def _reaches(lat1, lon1, cos_lat1, lat2, lon2, limits):
     trackintel computes the great-circle distance by the spherical law of
     cosines, ``R * acos(x)``, and compares it with ``dist_m``. The same answer
     comes cheaper: for nearby points the flat-earth value ``q`` is within 0.6 %
-    of ``2 * (1 - x)``, so outside a 2 % band around the threshold ``q``
-    decides; otherwise ``x`` is compared with the threshold's cosine, and only
-    within rounding of it is the arc cosine taken. ``limits`` holds
+    of ``2 * (1 - x)``, so outside a 2 % band around the threshold (1 % in
+    distance) ``q`` decides; otherwise ``x`` is compared with the threshold's
+    cosine, and only within rounding of it is the arc cosine taken. ``limits`` holds
     ``(dist_m, cos(dist_m / R), 2 * (1 - cos(dist_m / R)), use_q)``.
     """
     dist_m, cos_threshold, q_threshold, use_q = limits
@@ -206,7 +206,7 @@ def _sliding_staypoints(user, ts, lat, lon, dist_m, time_min, gap_min, ticks_per
 
 
 def _encode_users(user: Any) -> tuple[np.ndarray, pa.Array]:
-    """Return (code per fix, sorted distinct user ids) with codes in id order."""
+    """Return (code per fix, user id of each code), codes in order of appearance."""
     users = user if isinstance(user, pa.ChunkedArray | pa.Array) else pa.array(user)
     if isinstance(users, pa.ChunkedArray):
         users = users.combine_chunks()
@@ -225,23 +225,17 @@ def _encode_users(user: Any) -> tuple[np.ndarray, pa.Array]:
     n = len(users)
     changes = pc.not_equal(users.slice(1), users.slice(0, max(n - 1, 0)))
     run_starts = np.flatnonzero(
-        np.concatenate([[True], changes.to_numpy(zero_copy_only=False)])
-    )[: n if n else 0]
+        np.concatenate([[n > 0], changes.to_numpy(zero_copy_only=False)])
+    )
     run_users = users.take(pa.array(run_starts, pa.int64()))
     if len(run_users) <= n // 4 and len(pc.unique(run_users)) == len(run_users):
-        order = pc.array_sort_indices(run_users).to_numpy()
-        rank = np.empty(len(run_users), np.int64)
-        rank[order] = np.arange(len(run_users))
         run_lengths = np.diff(np.append(run_starts, n))
-        return np.repeat(rank, run_lengths), run_users.take(pa.array(order))
+        return np.repeat(np.arange(len(run_users)), run_lengths), run_users
 
     encoded = pc.dictionary_encode(users)
-    dictionary = encoded.dictionary
-    order = pc.array_sort_indices(dictionary).to_numpy()
-    rank = np.empty(len(dictionary), np.int64)
-    rank[order] = np.arange(len(dictionary))
-    codes = rank[encoded.indices.to_numpy(zero_copy_only=False)]
-    return codes, dictionary.take(pa.array(order))
+    return encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64), (
+        encoded.dictionary
+    )
 
 
 def _time_ticks(ts: Any) -> tuple[np.ndarray, float, pa.DataType]:
@@ -520,7 +514,7 @@ def detect_staypoints(
         centre_lat, centre_lon = _distinct_centroids(stay_of_fix, lat, lon, len(bounds))
     rows_of_first = first if order is None else order[first]
     rows_of_last = last if order is None else order[last]
-    return pa.table(
+    stays = pa.table(
         {
             "user_id": user_ids.take(pa.array(codes[first])),
             "started_at": pa.array(ticks[first]).cast(time_type),
@@ -532,6 +526,8 @@ def detect_staypoints(
             "last_row": rows_of_last,
         }
     )
+    # Stays are in time order within a user; the sort is stable.
+    return stays.sort_by("user_id")
 
 
 def _stay_of_fix(first: np.ndarray, end: np.ndarray, n: int) -> np.ndarray:

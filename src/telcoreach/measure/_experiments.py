@@ -66,6 +66,7 @@ __all__ = [
     "Comparison",
     "ExperimentResult",
     "VariantSummary",
+    "adjust_p_values",
     "analyse_experiment",
 ]
 
@@ -247,7 +248,8 @@ class ExperimentResult:
     comparisons : list of Comparison
         One per treatment variant, against the control.
     srm_chi2, srm_p_value : float
-        Chi-square statistic and p-value of the sample-ratio-mismatch test.
+        Chi-square statistic (``None`` when a variant was planned at share 0
+        yet has people) and p-value of the sample-ratio-mismatch test.
     cuped : dict or None
         ``pre`` column, ``theta`` and ``variance_reduction`` (share of the
         outcome's variance removed) when a pre-period metric was used.
@@ -266,7 +268,7 @@ class ExperimentResult:
     rows_dropped: int
     variants: list[VariantSummary]
     comparisons: list[Comparison]
-    srm_chi2: float
+    srm_chi2: float | None
     srm_p_value: float
     cuped: dict[str, Any] | None = None
     warnings: list[str] = field(default_factory=list)
@@ -409,74 +411,32 @@ def analyse_experiment(
             "expected pre=None with metric='roi', found pre="
             f"{pre!r}; use metric='revenue' with the pre-period revenue instead"
         )
-    if outcome is None and metric != "roi":
-        outcome = "converted" if metric == "conversion" else revenue
     if metric == "roi":
         outcome = None
-
-    needed = {variant: "variant"}
-    if outcome is not None:
-        needed[outcome] = "outcome"
-    if metric == "roi":
-        needed[revenue] = "revenue"
-        needed[cost] = "cost"
-    if pre is not None:
-        needed[pre] = "pre-period metric"
-    _require_columns(frame, needed)
+    elif outcome is None:
+        outcome = "converted" if metric == "conversion" else revenue
+    _require_columns(frame, metric, variant, outcome, revenue, cost, pre)
     if user is not None and user in frame.columns:
         _require_unique_people(frame[user], user)
 
     codes, names, columns, rows_dropped = _clean(
         frame, metric, variant, outcome, revenue, cost, pre
     )
-    found = sorted(names)
-    if len(found) < 2:
+    if len(names) < 2:
         raise SchemaError(
             f"experiment column {variant!r}: expected at least two variants, found "
-            f"{len(found)} ({', '.join(found) or 'none'}); check the "
+            f"{len(names)} ({', '.join(names) or 'none'}); check the "
             "variant column (--variant COL) and that the file holds every arm"
         )
-    control = _choose_control(found, control)
-    ordered = [control, *[n for n in found if n != control]]
+    control = _choose_control(sorted(names), control)
+    ordered = [control, *sorted(n for n in names if n != control)]
 
-    warnings: list[str] = []
-    if rows_dropped:
-        warnings.append(
-            f"{rows_dropped} rows left out: missing variant or missing value in the "
-            "columns analysed"
-        )
-
-    cuped = None
-    if pre is not None:
-        cuped = _apply_cuped(columns, pre)
-        logger.info(
-            "CUPED theta %.4g removed %.1f %% of the outcome variance",
-            cuped["theta"],
-            100 * cuped["variance_reduction"],
-        )
-
+    cuped = _apply_cuped(columns, pre) if pre is not None else None
     arms = _split_arms(codes, names, columns, ordered)
     counts = np.array([arms[n].persons for n in ordered], dtype=float)
     expected = _expected_shares(ordered, expected_split)
     srm_chi2, srm_p = _sample_ratio_test(counts, expected)
-    if srm_p < SRM_ALPHA:
-        observed = ", ".join(
-            f"{n} {int(c)} ({c / counts.sum():.1%} vs {e:.1%} planned)"
-            for n, c, e in zip(ordered, counts, expected, strict=True)
-        )
-        message = (
-            f"SAMPLE RATIO MISMATCH: chi-square p = {srm_p:.2g} < {SRM_ALPHA}; "
-            f"{observed}. Assignment or logging is broken; do not trust these "
-            "comparisons until the cause is found"
-        )
-        warnings.append(message)
-        logger.warning(message)
-    for name in ordered:
-        if arms[name].persons < _MIN_ARM_SIZE:
-            warnings.append(
-                f"variant {name!r} has only {arms[name].persons} people; the "
-                f"normal approximation needs at least {_MIN_ARM_SIZE}"
-            )
+    warnings = _warnings(ordered, counts, expected, srm_p, rows_dropped)
 
     use_means = metric == "revenue" or cuped is not None
     estimates = [
@@ -566,7 +526,23 @@ def _check_options(metric: str, alpha: float, correction: str) -> None:
         )
 
 
-def _require_columns(frame: pd.DataFrame, needed: Mapping[str, str]) -> None:
+def _require_columns(
+    frame: pd.DataFrame,
+    metric: str,
+    variant: str,
+    outcome: str | None,
+    revenue: str,
+    cost: str,
+    pre: str | None,
+) -> None:
+    needed = {variant: "variant"}
+    if outcome is not None:
+        needed[outcome] = "outcome"
+    if metric == "roi":
+        needed[revenue] = "revenue"
+        needed[cost] = "cost"
+    if pre is not None:
+        needed[pre] = "pre-period metric"
     missing = [f"{col!r} ({role})" for col, role in needed.items() if col not in frame]
     if missing:
         raise SchemaError(
@@ -575,6 +551,41 @@ def _require_columns(frame: pd.DataFrame, needed: Mapping[str, str]) -> None:
             "right columns (variant=, outcome=, revenue=, cost=, pre=; on the "
             "command line --variant COL, --outcome COL, ...)"
         )
+
+
+def _warnings(
+    ordered: list[str],
+    counts: np.ndarray,
+    expected: np.ndarray,
+    srm_p: float,
+    rows_dropped: int,
+) -> list[str]:
+    """Return what an analyst must see before trusting the comparisons."""
+    warnings = []
+    if srm_p < SRM_ALPHA:
+        observed = ", ".join(
+            f"{n} {int(c)} ({c / counts.sum():.1%} vs {e:.1%} planned)"
+            for n, c, e in zip(ordered, counts, expected, strict=True)
+        )
+        warnings.append(
+            f"SAMPLE RATIO MISMATCH: chi-square p = {srm_p:.2g} < {SRM_ALPHA}; "
+            f"{observed}. Assignment or logging is broken; do not trust these "
+            "comparisons until the cause is found"
+        )
+    if rows_dropped:
+        warnings.append(
+            f"{rows_dropped} rows left out: missing variant or missing value in the "
+            "columns analysed"
+        )
+    warnings += [
+        f"variant {name!r} has only {int(count)} people; the normal "
+        f"approximation needs at least {_MIN_ARM_SIZE}"
+        for name, count in zip(ordered, counts, strict=True)
+        if count < _MIN_ARM_SIZE
+    ]
+    for warning in warnings:
+        logger.warning(warning)
+    return warnings
 
 
 def _require_unique_people(users: pd.Series, column: str) -> None:
@@ -759,6 +770,11 @@ def _apply_cuped(columns: dict[str, np.ndarray], pre: str) -> dict[str, Any]:
     before = float(np.var(values, ddof=1))
     after = float(np.var(adjusted, ddof=1))
     columns["outcome"] = adjusted
+    logger.info(
+        "CUPED theta %.4g removed %.1f %% of the outcome variance",
+        theta,
+        0.0 if before == 0 else 100 * (1 - after / before),
+    )
     return {
         "pre": pre,
         "theta": theta,

@@ -173,6 +173,8 @@ class AppCatalogue:
         Per app.
     category_of_app : numpy.ndarray of int
         Index into :data:`CATEGORIES` per app.
+    popularity, rate_kb_s : numpy.ndarray of float
+        Relative popularity and typical downlink rate per app.
     k12_apps : numpy.ndarray of int
         App indices of the K12 education apps.
     category_mix : numpy.ndarray
