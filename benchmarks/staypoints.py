@@ -110,7 +110,7 @@ def _report(label: str, seconds: float, n_fixes: int, note: str = "") -> float:
     """Print one timing line and return the rate in fixes per second."""
     rate = n_fixes / seconds
     print(
-        f"  {label:<28}{seconds:8.3f} s wall {CPU_SECONDS[0]:8.3f} s CPU "
+        f"  {label:<38}{seconds:7.3f} s wall {CPU_SECONDS[0]:8.3f} s CPU "
         f"{rate:>13,.0f} fixes/s  {note}"
     )
     return rate

@@ -595,6 +595,11 @@ def test_journeys_without_channels_are_dropped():
     _assert_sensible(result, 1.0, 1.0)
 
 
+def test_journeys_without_any_channel_are_refused():
+    with pytest.raises(SchemaError, match="at least one journey"):
+        attribute(_paths([("", 5, 10.0, 1), (" > ", 1, 0.0, 0)]), ["linear"])
+
+
 @pytest.mark.realdata
 def test_every_model_sums_to_the_totals_on_real_journeys(ca_file):
     journeys = read_journeys(ca_file)

@@ -54,8 +54,16 @@ def _trackintel_staypoints(positions: pd.DataFrame, **parameters):
         )
 
 
-@pytest.fixture(scope="module")
-def geolife(datasets_dir):
+@pytest.fixture(
+    scope="module",
+    params=[
+        # 34,135 fixes and 79 stay points: trackintel takes a few seconds.
+        pytest.param((0, 3, 4, 6), id="four-users"),
+        # 164,531 fixes and 343 stay points: trackintel takes 10 s or more.
+        pytest.param(None, id="all-11-users", marks=pytest.mark.slow),
+    ],
+)
+def geolife(request, datasets_dir):
     """GeoLife fixes read by trackintel, its stay points and ours."""
     trackintel = pytest.importorskip("trackintel")
     with warnings.catch_warnings():
@@ -63,6 +71,8 @@ def geolife(datasets_dir):
         fixes, _ = trackintel.io.read_geolife(
             str(datasets_dir / "1-geolife" / "geolife_long_10_MB")
         )
+    if request.param is not None:
+        fixes = fixes[fixes["user_id"].isin(request.param)]
     positions = pd.DataFrame(
         {
             "user_id": fixes["user_id"].to_numpy(),
@@ -86,7 +96,7 @@ def geolife(datasets_dir):
 def test_geolife_stays_have_trackintel_users_and_start_times(geolife):
     _, _, reference, ours = geolife
 
-    assert len(reference) > 300
+    assert len(reference) > 50
     assert len(ours) == len(reference)
     assert ours["user_id"].tolist() == reference["user_id"].tolist()
     assert (ours["started_at"].to_numpy() == reference["started_at"].to_numpy()).all()

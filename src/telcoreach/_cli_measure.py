@@ -1,7 +1,9 @@
-"""Commands of the ``measure`` stage: ``abtest`` (analyse, plan, assign)."""
+"""Commands of the ``measure`` stage: ``attribute`` and ``abtest``."""
 
 from __future__ import annotations
 
+import json
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -163,3 +165,56 @@ def abtest_assign(
         ),
     )
     _emit(summary, as_json, "assignment")
+
+
+@app.command()
+def attribute(
+    journeys: Annotated[
+        Path, typer.Argument(help="Touches (user,ts,channel,...) or aggregated paths.")
+    ],
+    model: Annotated[
+        list[str] | None,
+        typer.Option("--model", help="Model to run (repeatable); default: all."),
+    ] = None,
+    costs: Annotated[
+        Path | None, typer.Option(help="Spend per channel (CSV channel,cost_yuan).")
+    ] = None,
+    half_life_days: Annotated[float, typer.Option(min=0.0)] = 7.0,
+    position_shares: Annotated[
+        str, typer.Option(help="First,middle,last shares of position-based.")
+    ] = "0.4,0.2,0.4",
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help=".json, .csv or .parquet")
+    ] = None,
+    as_json: JsonOption = False,
+    debug: DebugOption = False,
+) -> None:
+    """Credit conversions to channels: heuristics, Markov removal effect, Shapley."""
+    from telcoreach.measure import run_attribution
+
+    shares = tuple(float(part) for part in position_shares.split(","))
+    summary = _run(
+        debug,
+        lambda: run_attribution(
+            journeys,
+            model or None,
+            costs,
+            output,
+            half_life_days=half_life_days,
+            position_shares=shares,
+        ),
+    )
+    if as_json:
+        sys.stdout.write(json.dumps(summary["rows"], ensure_ascii=False) + "\n")
+        return
+    models = list(dict.fromkeys(row["model"] for row in summary["rows"]))
+    table = Table(title="conversions credited per channel", title_justify="left")
+    table.add_column("channel", style="bold")
+    for name in models:
+        table.add_column(name, justify="right")
+    credit = {(r["model"], r["channel"]): r["conversions"] for r in summary["rows"]}
+    for channel in dict.fromkeys(row["channel"] for row in summary["rows"]):
+        table.add_row(
+            channel, *(f"{credit.get((name, channel), 0):,.1f}" for name in models)
+        )
+    out.print(table)

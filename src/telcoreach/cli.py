@@ -194,8 +194,11 @@ def simulate(
     days: Annotated[int, typer.Option(min=1)] = 7,
     seed: int = 0,
     dirty: Annotated[
-        float, typer.Option(min=0.0, max=0.5, help="Share of dirty records.")
+        float, typer.Option(min=0.0, max=0.2, help="Share of dirty records.")
     ] = 0.0,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace an existing city in --out.")
+    ] = False,
     events_per_day: Annotated[int, typer.Option(min=1)] = 50,
     fmt: Annotated[str, typer.Option("--format", help="csv or parquet.")] = "csv",
     data_dir: Annotated[Path | None, typer.Option()] = None,
@@ -216,6 +219,7 @@ def simulate(
             events_per_day=events_per_day,
             data_dir=data_dir or default_data_dir(),
             fmt=fmt,
+            overwrite=overwrite,
         ).to_dict()
 
     _emit(_run(debug, action), as_json, "simulated city")
@@ -428,7 +432,7 @@ def _print_run(summary: dict[str, Any]) -> None:
     )
     tiers = steps["segment"].get("tiers", [])
     table.add_row(
-        "segment", ", ".join(f"{t['name']}: {t['size']:,}" for t in tiers) or "-"
+        "segment", ", ".join(f"{t['name']}: {t['subscribers']:,}" for t in tiers) or "-"
     )
     model = steps["train"]
     metrics = model.get("metrics", {})

@@ -457,6 +457,8 @@ def run_demo(
         seed=seed,
         dirty_rate=dirty_rate,
         data_dir=data_dir or default_data_dir(),
+        # Same seed, same bytes: a re-run finds its files already ingested.
+        overwrite=True,
     )
     workspace = init_workspace(root, demo_config(inbox))
     summary = run_all(

@@ -238,6 +238,15 @@ def _encode_users(user: Any) -> tuple[np.ndarray, pa.Array]:
     )
 
 
+def _writable(values: np.ndarray) -> np.ndarray:
+    """Return ``values`` as a writable array (copied if read-only).
+
+    numba compiles a kernel once per array type, and read-only arrays (zero-copy
+    views of Arrow memory) are a type of their own.
+    """
+    return values if values.flags.writeable else values.copy()
+
+
 def _time_ticks(ts: Any) -> tuple[np.ndarray, float, pa.DataType]:
     """Return (int64 ticks, ticks per minute, type to report times in)."""
     times = ts if isinstance(ts, pa.ChunkedArray | pa.Array) else pa.array(ts)
@@ -250,9 +259,9 @@ def _time_ticks(ts: Any) -> tuple[np.ndarray, float, pa.DataType]:
         )
     if pa.types.is_timestamp(times.type):
         ticks_per_min = 60.0 * _TICKS_PER_SECOND[times.type.unit]
-        return times.cast(pa.int64()).to_numpy(), ticks_per_min, times.type
+        return _writable(times.cast(pa.int64()).to_numpy()), ticks_per_min, times.type
     if pa.types.is_integer(times.type):
-        return times.cast(pa.int64()).to_numpy(), 60.0, pa.int64()
+        return _writable(times.cast(pa.int64()).to_numpy()), 60.0, pa.int64()
     raise SchemaError(
         "fix times must be timestamps or integer epoch seconds; found values of "
         f"type {times.type}; convert them (e.g. pandas.to_datetime) first"
@@ -263,7 +272,7 @@ def _coordinates(values: Any, name: str, limit: float, n: int) -> np.ndarray:
     """Return ``values`` as float64 degrees, checking length and range."""
     if isinstance(values, pa.ChunkedArray | pa.Array):
         values = values.to_numpy(zero_copy_only=False)
-    degrees = np.ascontiguousarray(values, dtype=np.float64)
+    degrees = _writable(np.ascontiguousarray(values, dtype=np.float64))
     if degrees.shape != (n,):
         raise SchemaError(
             f"{name} must have one value per fix; expected {n} values, "

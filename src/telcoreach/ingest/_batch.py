@@ -469,15 +469,26 @@ def _deduplicate_and_partition(
     key = list(schema.stored_key)
     data_columns = [c for c in staged.columns if not c.startswith("_")]
 
-    rank = ibis.row_number().over(
-        group_by=key, order_by=[staged._source_file, staged._line]
+    # Rank only rows whose key occurs twice: a hash aggregate finds them far
+    # faster than a window over the whole batch.
+    repeated = (
+        staged.group_by(key)
+        .aggregate(_copies=staged.count())
+        .filter(lambda t: t._copies > 1)
+        .select(key)
     )
-    ranked = staged.mutate(_rank=rank)
-    first = ranked.filter(ranked._rank == 0)
+    suspects = staged.semi_join(repeated, key)
+    rank = ibis.row_number().over(
+        group_by=key, order_by=[suspects._source_file, suspects._line]
+    )
+    ranked = con.create_table("ranked", suspects.mutate(_rank=rank), temp=True)
+    first = staged.anti_join(repeated, key).union(
+        ranked.filter(ranked._rank == 0).drop("_rank")
+    )
     duplicate_parts = [
-        ranked.filter(ranked._rank > 0).mutate(
-            _reason=ibis.literal(_DUPLICATE_IN_BATCH)
-        )
+        ranked.filter(ranked._rank > 0)
+        .drop("_rank")
+        .mutate(_reason=ibis.literal(_DUPLICATE_IN_BATCH))
     ]
 
     existing_files = [str(p) for p in engine.lake_store.files(schema.kind)]

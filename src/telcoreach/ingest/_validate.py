@@ -84,6 +84,8 @@ def _parse(values: pa.Array, dtype: str) -> pa.Array:
         trimmed = pc.utf8_trim_whitespace(values)
         parsed = pc.strptime(trimmed, _TIME_FORMATS[0], unit="us", error_is_null=True)
         for time_format in _TIME_FORMATS[1:]:
+            if parsed.null_count == values.null_count:
+                break
             fallback = pc.strptime(trimmed, time_format, unit="us", error_is_null=True)
             parsed = pc.coalesce(parsed, fallback)
         return parsed
@@ -100,7 +102,7 @@ def _parse(values: pa.Array, dtype: str) -> pa.Array:
 
 
 def _field_problems(
-    field: Field, raw: pa.Array, parsed: pa.Array, check_ids: bool
+    field: Field, raw: pa.Array, parsed: pa.Array
 ) -> list[tuple[pa.Array, str, pa.Array | None]]:
     """Return (row mask, reason, detail values) for each way ``field`` can fail."""
     empty = _is_empty(raw)
@@ -109,22 +111,6 @@ def _field_problems(
         problems.append((empty, f"{field.name}: required value missing", None))
 
     present = pc.invert(empty)
-    if field.identifier is not None:
-        if check_ids:
-            pattern = ID_PATTERNS[field.identifier]
-            cleaned = pc.replace_substring_regex(
-                raw.cast(pa.string()), pattern=r"[\s\-]", replacement=""
-            )
-            wrong = pc.and_(
-                present, pc.invert(pc.match_substring_regex(cleaned, pattern))
-            )
-            reason = (
-                f"{field.name}: malformed identifier, expected "
-                f"{_ID_EXPECTED[field.identifier]}"
-            )
-            problems.append((wrong, reason, None))
-        return problems
-
     unparsed = pc.and_(present, pc.is_null(parsed))
     if field.dtype != "string":
         reason = f"{field.name}: expected {_EXPECTED[field.dtype]}"
@@ -144,26 +130,79 @@ def _field_problems(
     return problems
 
 
-def _first_reason(
+@dataclass
+class _Identifier:
+    columns: dict[str, pa.Array]
+    problems: list[tuple[pa.Array, str, pa.Array | None]]
+
+
+def _identifier_columns(
+    field: Field, raw: pa.Array, pseudonymiser: Pseudonymiser, check_ids: bool
+) -> _Identifier:
+    """Tokenise and check an identifier column, working on its distinct values.
+
+    A day of signalling holds millions of rows but only as many distinct ids
+    as subscribers, so every check runs on the dictionary and is mapped back.
+    """
+    encoded = pc.dictionary_encode(raw.cast(pa.string()))
+    distinct, indices = encoded.dictionary, encoded.indices
+    empty = _is_empty(distinct)
+    cleaned = pc.replace_substring_regex(distinct, pattern=r"[\s\-]", replacement="")
+    tokens = pseudonymiser.tokenise(field.identifier, distinct)
+    null = pa.scalar(None, pa.string())
+    columns = {field.stored_as: pc.take(pc.if_else(empty, null, tokens), indices)}
+    if field.identifier == "imei":
+        tac = pc.if_else(
+            pc.match_substring_regex(cleaned, r"^[0-9]{15}$"),
+            pc.utf8_slice_codeunits(cleaned, 0, 8),
+            null,
+        )
+        columns["tac"] = pc.take(tac, indices)
+
+    missing = pc.fill_null(pc.take(empty, indices), True)
+    problems: list[tuple[pa.Array, str, pa.Array | None]] = []
+    if field.required:
+        problems.append((missing, f"{field.name}: required value missing", None))
+    if check_ids:
+        well_formed = pc.match_substring_regex(cleaned, ID_PATTERNS[field.identifier])
+        wrong = pc.and_(pc.invert(missing), pc.invert(pc.take(well_formed, indices)))
+        reason = (
+            f"{field.name}: malformed identifier, expected "
+            f"{_ID_EXPECTED[field.identifier]}"
+        )
+        problems.append((wrong, reason, None))
+    return _Identifier(columns, problems)
+
+
+def _any_problem(
     problems: list[tuple[pa.Array, str, pa.Array | None]], length: int
-) -> tuple[pa.Array, pa.Array]:
-    """Return per row the first failing reason and its detail (null when valid)."""
-    reason = pa.nulls(length, pa.string())
-    detail = pa.nulls(length, pa.string())
-    for mask, text, values in reversed(problems):
+) -> pa.Array:
+    """Return the mask of rows that fail at least one check."""
+    bad = pa.array([False] * length) if not problems else None
+    for mask, _, _ in problems:
         mask = pc.fill_null(mask, False)
+        bad = mask if bad is None else pc.or_(bad, mask)
+    return bad
+
+
+def _first_reason(
+    problems: list[tuple[pa.Array, str, pa.Array | None]], bad: pa.Array
+) -> tuple[pa.Array, pa.Array]:
+    """Return, for the failing rows only, the first failing reason and its detail."""
+    count = pc.sum(bad).as_py() or 0
+    reason = pa.nulls(count, pa.string())
+    detail = pa.nulls(count, pa.string())
+    for mask, text, values in reversed(problems):
+        mask = pc.fill_null(mask, False).filter(bad)
         reason = pc.if_else(mask, text, reason)
-        if values is not None:
-            shown = redact_digit_runs(
-                pc.utf8_slice_codeunits(values.cast(pa.string()), 0, 60)
-            )
-            detail = pc.if_else(
-                mask,
-                pc.binary_join_element_wise("found ", pc.fill_null(shown, ""), ""),
-                detail,
-            )
-        else:
+        if values is None:
             detail = pc.if_else(mask, pa.scalar(None, pa.string()), detail)
+            continue
+        shown = redact_digit_runs(
+            pc.utf8_slice_codeunits(values.filter(bad).cast(pa.string()), 0, 60)
+        )
+        found = pc.binary_join_element_wise("found ", pc.fill_null(shown, ""), "")
+        detail = pc.if_else(mask, found, detail)
     return reason, detail
 
 
@@ -212,26 +251,15 @@ def validate_chunk(
             raw = pa.nulls(length, pa.string())
         raw_columns[field.name] = raw
         if field.identifier is not None:
-            empty = _is_empty(raw)
-            tokens = pseudonymiser.tokenise(field.identifier, raw.cast(pa.string()))
-            columns[field.stored_as] = pc.if_else(empty, None, tokens)
-            if field.identifier == "imei":
-                digits = pc.replace_substring_regex(
-                    raw.cast(pa.string()), pattern=r"[\s\-]", replacement=""
-                )
-                columns["tac"] = pc.if_else(
-                    pc.match_substring_regex(digits, r"^[0-9]{15}$"),
-                    pc.utf8_slice_codeunits(digits, 0, 8),
-                    None,
-                )
-            parsed = raw
-        else:
-            parsed = _parse(raw, field.dtype)
-            columns[field.stored_as] = parsed
-        problems.extend(_field_problems(field, raw, parsed, check_ids))
+            identifier = _identifier_columns(field, raw, pseudonymiser, check_ids)
+            columns.update(identifier.columns)
+            problems.extend(identifier.problems)
+            continue
+        parsed = _parse(raw, field.dtype)
+        columns[field.stored_as] = parsed
+        problems.extend(_field_problems(field, raw, parsed))
 
-    reason, detail = _first_reason(problems, length)
-    bad = pc.is_valid(reason)
+    bad = _any_problem(problems, length)
     good = pc.invert(bad)
     columns["_source_file"] = pa.array([source_file] * length, pa.string())
     columns["_line"] = lines
@@ -239,6 +267,7 @@ def validate_chunk(
 
     if not pc.any(bad).as_py():
         return ValidatedChunk(valid, QUARANTINE_SCHEMA.empty_table())
+    reason, detail = _first_reason(problems, bad)
     shown_columns = []
     for field in schema.fields:
         value = (
@@ -248,19 +277,20 @@ def validate_chunk(
         )
         shown_columns.append(
             pc.binary_join_element_wise(
-                f"{field.stored_as}=", pc.fill_null(value, ""), ""
+                f"{field.stored_as}=", pc.fill_null(value.filter(bad), ""), ""
             )
         )
     row_text = pc.binary_join_element_wise(*shown_columns, " | ")
+    count = len(reason)
     rejected = pa.table(
         {
-            "kind": pa.array([schema.kind] * length, pa.string()),
-            "source_file": pa.array([source_file] * length, pa.string()),
-            "line": lines,
+            "kind": pa.array([schema.kind] * count, pa.string()),
+            "source_file": pa.array([source_file] * count, pa.string()),
+            "line": lines.filter(bad),
             "reason": reason,
             "detail": detail,
             "row": row_text,
         },
         schema=QUARANTINE_SCHEMA,
-    ).filter(bad)
+    )
     return ValidatedChunk(valid, rejected)

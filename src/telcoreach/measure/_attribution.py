@@ -268,8 +268,8 @@ def attribute(
     ConfigError
         If a model name or parameter is invalid.
     SchemaError
-        If the journeys frame fits no layout, or ``time_decay`` is asked of
-        journeys without timestamps.
+        If the journeys frame fits no layout or holds no journey with a
+        channel, or ``time_decay`` is asked of journeys without timestamps.
 
     Examples
     --------
@@ -288,6 +288,11 @@ def attribute(
         )
     if not isinstance(journeys, Journeys):
         journeys = _journeys_from_frame(journeys)
+    if journeys.n_journeys == 0:
+        raise SchemaError(
+            "expected at least one journey with a channel, found none: check that "
+            "the path (or channel) column is filled"
+        )
     if "time_decay" in chosen and journeys.touch_age_s is None:
         raise SchemaError(
             "expected touch timestamps for the time_decay model, found aggregated "

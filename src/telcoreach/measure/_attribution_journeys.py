@@ -17,6 +17,7 @@ from __future__ import annotations
 import csv
 import logging
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -92,7 +93,7 @@ class Journeys:
         """Touches per journey row."""
         return np.diff(self.offsets)
 
-    @property
+    @cached_property
     def journey_of_touch(self) -> np.ndarray:
         """Index of the journey row each touch belongs to."""
         return np.repeat(np.arange(self.n_journeys), self.lengths)

@@ -38,6 +38,7 @@ from scipy.sparse.csgraph import breadth_first_order
 from scipy.sparse.linalg import splu
 from threadpoolctl import ThreadpoolController
 
+from telcoreach.errors import ConfigError
 from telcoreach.measure._attribution_journeys import Journeys
 
 __all__ = ["MarkovFit", "absorption_probabilities", "markov_removal_effects"]
@@ -46,6 +47,8 @@ logger = logging.getLogger(__name__)
 
 #: Largest transient chain solved with a dense LU factorisation.
 _DENSE_MAX_STATES = 400
+#: Largest window code space mapped to states with a lookup table, not a sort.
+_LOOKUP_MAX_CODES = 1 << 24
 #: Row sums of ``Q`` below ``1 - _EXIT_TOLERANCE`` count as able to leave.
 _EXIT_TOLERANCE = 1e-12
 
@@ -92,6 +95,11 @@ def markov_removal_effects(journeys: Journeys, order: int = 1) -> MarkovFit:
     -------
     MarkovFit
 
+    Raises
+    ------
+    ConfigError
+        If ``order`` is not 1 to 4.
+
     Notes
     -----
     A channel that appears on no converting journey gets no credit even when
@@ -100,48 +108,49 @@ def markov_removal_effects(journeys: Journeys, order: int = 1) -> MarkovFit:
     ChannelAttribution would credit it; the two agree whenever every channel
     appears on some converting journey.
     """
+    if order not in (1, 2, 3, 4):
+        raise ConfigError(
+            f"expected a Markov order of 1 to 4, got {order}: higher orders need "
+            "far more journeys than a campaign has to estimate their transitions"
+        )
     state_of_step, journey_of_step, members = _chain_states(journeys, order)
     n_states = members.shape[0]
     weights = journeys.conversions + journeys.nulls
 
-    # Transitions: (start) or the previous state -> state, then the last state of
-    # each journey -> (conversion) and -> (null).
+    # Steps: (start) or the previous state -> state; the last state of each
+    # journey then moves to (conversion) or (null).
     first_step = np.ones(len(state_of_step), dtype=bool)
     first_step[1:] = journey_of_step[1:] != journey_of_step[:-1]
     from_state = np.where(first_step, 0, np.roll(state_of_step, 1))
     last_step = np.ones(len(state_of_step), dtype=bool)
     last_step[:-1] = first_step[1:]
     last_state = state_of_step[last_step]
-    conversion, null = n_states, n_states + 1
-    rows = np.concatenate([from_state, last_state, last_state])
-    cols = np.concatenate(
-        [
-            state_of_step,
-            np.full(len(last_state), conversion),
-            np.full(len(last_state), null),
-        ]
-    )
-    counts = np.concatenate(
-        [weights[journey_of_step], journeys.conversions, journeys.nulls]
-    )
-    transitions = sp.csr_matrix(
-        (counts, (rows, cols)), shape=(n_states, n_states + 2), dtype=np.float64
-    )
-    transitions.sum_duplicates()
-    out_count = np.asarray(transitions.sum(axis=1)).ravel()
+    step_weight = weights[journey_of_step]
+
+    def per_state(state: np.ndarray, amount: np.ndarray) -> np.ndarray:
+        return np.bincount(state, weights=amount, minlength=n_states)
+
+    converted = per_state(last_state, journeys.conversions)
+    out_count = per_state(from_state, step_weight) + per_state(last_state, weights)
     inverse_out = np.divide(
         1.0, out_count, out=np.zeros_like(out_count), where=out_count > 0
     )
-    probabilities = sp.diags(inverse_out) @ transitions
-    transient = probabilities[:, :n_states]
-    transient = (
-        transient.toarray() if n_states <= _DENSE_MAX_STATES else transient.tocsr()
-    )
-    converts = probabilities[:, conversion].toarray().ravel()
+    if n_states <= _DENSE_MAX_STATES:
+        counts = np.bincount(
+            from_state * n_states + state_of_step,
+            weights=step_weight,
+            minlength=n_states * n_states,
+        ).reshape(n_states, n_states)
+        transient = counts * inverse_out[:, None]
+    else:
+        counts = sp.csr_matrix(
+            (step_weight, (from_state, state_of_step)), shape=(n_states, n_states)
+        )
+        transient = (sp.diags(inverse_out) @ counts).tocsr()
+    converts = converted * inverse_out
     # Expected value collected on the step into (conversion): value of the
     # conversions that ended in the state over the state's outgoing count.
-    value_ended = np.bincount(last_state, weights=journeys.value, minlength=n_states)
-    value_reward = value_ended * inverse_out
+    value_reward = per_state(last_state, journeys.value) * inverse_out
 
     rewards = np.column_stack([converts, value_reward])
     # One BLAS thread: the dense systems are small and threads only contend.
@@ -278,26 +287,22 @@ def _chain_states(
     n_channels = len(journeys.channels)
     base = n_channels + 1
     channel = journeys.touch_channel.astype(np.int64) + 1
-    journey = journeys.journey_of_touch
-    position = np.arange(journeys.n_touches)
-    end = journeys.offsets[1:][journey]
-    start = journeys.offsets[:-1][journey]
-
-    code = np.zeros(journeys.n_touches, dtype=np.int64)
-    for shift in range(order):
-        ahead = position + shift
-        inside = ahead < end
-        code = code * base + np.where(
-            inside, channel[np.minimum(ahead, len(channel) - 1)], 0
-        )
-    window = (position + order <= end) | ((end - start < order) & (position == start))
-    code, journey = code[window], journey[window]
+    if order == 1:
+        code, journey = channel, journeys.journey_of_touch
+    else:
+        code, journey = _windows(journeys, channel, order, base)
 
     repeat = np.zeros(len(code), dtype=bool)
     repeat[1:] = (code[1:] == code[:-1]) & (journey[1:] == journey[:-1])
     code, journey = code[~repeat], journey[~repeat]
 
-    codes, state = np.unique(code, return_inverse=True)
+    if base**order <= _LOOKUP_MAX_CODES:
+        present = np.zeros(base**order, dtype=bool)
+        present[code] = True
+        codes = np.flatnonzero(present)
+        state = (np.cumsum(present, dtype=np.int32) - 1)[code]
+    else:
+        codes, state = np.unique(code, return_inverse=True)
     members = np.zeros((len(codes) + 1, n_channels), dtype=bool)
     digits = codes.copy()
     for _ in range(order):
@@ -308,11 +313,35 @@ def _chain_states(
     return state.astype(np.int64) + 1, journey, members
 
 
+def _windows(
+    journeys: Journeys, channel: np.ndarray, order: int, base: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Return the code of every window of ``order`` touches and its journey.
+
+    A window's code writes its channels (1 to ``base - 1``) in base ``base``;
+    a journey shorter than ``order`` is one window padded with zeros.
+    """
+    journey = journeys.journey_of_touch
+    position = np.arange(journeys.n_touches)
+    end = journeys.offsets[1:][journey]
+    start = journeys.offsets[:-1][journey]
+    code = np.zeros(journeys.n_touches, dtype=np.int64)
+    for shift in range(order):
+        ahead = np.minimum(position + shift, len(channel) - 1)
+        code = code * base + np.where(position + shift < end, channel[ahead], 0)
+    window = (position + order <= end) | ((end - start < order) & (position == start))
+    return code[window], journey[window]
+
+
 def _credits_from_removal(journeys: Journeys, removal: np.ndarray) -> np.ndarray:
     """Return credits: removal effects scaled to the totals, 0 off converting paths."""
-    converting = np.zeros(len(journeys.channels), dtype=bool)
     touched = journeys.conversions[journeys.journey_of_touch] > 0
-    converting[np.unique(journeys.touch_channel[touched])] = True
+    converting = (
+        np.bincount(
+            journeys.touch_channel, weights=touched, minlength=len(journeys.channels)
+        )
+        > 0
+    )
     eligible = removal * converting[:, None]
     totals = np.array([journeys.total_conversions, journeys.total_value])
     sums = eligible.sum(axis=0)

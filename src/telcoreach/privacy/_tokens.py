@@ -111,9 +111,10 @@ class Pseudonymiser:
         """
         if isinstance(values, pa.ChunkedArray):
             values = values.combine_chunks()
-        normalised = normalise_identifiers(kind, values.cast(pa.string()))
-        encoded = pc.dictionary_encode(normalised)
-        digests = self._digests(kind, encoded.dictionary.to_pylist())
+        # Normalise and hash each distinct raw value once, then map back.
+        encoded = pc.dictionary_encode(values.cast(pa.string()))
+        normalised = normalise_identifiers(kind, encoded.dictionary)
+        digests = self._digests(kind, normalised.to_pylist())
         return pc.take(_base32_tokens(digests), encoded.indices)
 
     def _digests(self, kind: str, distinct: list[str]) -> bytes:

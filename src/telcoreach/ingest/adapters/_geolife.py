@@ -96,7 +96,7 @@ def _to_beijing(gmt_text: pa.Array, fmt: str | None = None) -> pa.Array:
 
 
 def _plt_files(source: str | Path) -> list[Path]:
-    """Return the PLT files, or [source] for a sample CSV, under one source path."""
+    """Return the files to read for one source: itself if a file, else its PLTs."""
     path = Path(source)
     if path.is_file():
         return [path]
