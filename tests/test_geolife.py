@@ -79,6 +79,16 @@ def test_positions_equal_trackintel_reader_eight_hours_later(
 
 
 @pytest.mark.realdata
+def test_a_file_named_twice_is_read_once(geolife_dir, long_positions):
+    folder = geolife_dir / "geolife_long_10_MB"
+    one_file = sorted(folder.glob("000/Trajectory/*.plt"))[0]
+
+    positions = read_geolife([folder, one_file])
+
+    assert len(positions) == len(long_positions)
+
+
+@pytest.mark.realdata
 def test_plt_gmt_times_become_beijing_local_time(long_positions):
     # First fix of 000/Trajectory/20081023025304.plt:
     # 39.984702,116.318417,0,492,39744.1201851852,2008-10-23,02:53:04 (GMT)

@@ -186,11 +186,16 @@ def attribute(
     output: Annotated[
         Path | None, typer.Option("--output", "-o", help=".json, .csv or .parquet")
     ] = None,
+    report: Annotated[
+        Path | None,
+        typer.Option(help="Also write an HTML report (tables, charts) here."),
+    ] = None,
     as_json: JsonOption = False,
     debug: DebugOption = False,
 ) -> None:
     """Credit conversions to channels: heuristics, Markov removal effect, Shapley."""
     from telcoreach.measure import run_attribution
+    from telcoreach.reports import build_attribution_report
 
     shares = tuple(float(part) for part in position_shares.split(","))
     summary = _run(
@@ -204,6 +209,9 @@ def attribute(
             position_shares=shares,
         ),
     )
+    if report is not None:
+        written = _run(debug, lambda: build_attribution_report(summary, report))
+        err.print(f"report written to {written['path']}", highlight=False)
     if as_json:
         sys.stdout.write(json.dumps(summary["rows"], ensure_ascii=False) + "\n")
         return

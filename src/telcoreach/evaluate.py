@@ -98,3 +98,96 @@ def _precision_recall(predicted: pd.Series, actual: pd.Series) -> dict[str, floa
         "support": int(actual.sum()),
         "predicted": int(predicted.sum()),
     }
+
+
+def check_subway_against_geolife_labels(
+    engine: Engine, data_dir: Path
+) -> dict[str, Any]:
+    """Compare subway rides found from cells with GeoLife's transport-mode labels.
+
+    GeoLife volunteers labelled some trips with how they travelled (walk, bus,
+    subway...). A labelled subway trip counts as found when a detected ride
+    overlaps it in time; a detected ride counts as right when it overlaps a
+    labelled subway trip. Only labelled trips during which the person had
+    signalling events are counted.
+    """
+    from telcoreach.features._profile import subway_ride_table
+    from telcoreach.ingest.adapters import label_transport_modes, read_geolife_labels
+
+    labels = read_geolife_labels(Path(data_dir) / "1-geolife" / "geolife_modes")
+    users = sorted(set(labels["user_id"].to_pylist()))
+    tokens = engine.workspace.pseudonymiser.tokenise(
+        "msisdn", pa.array([f"geolife-{user}" for user in users])
+    ).to_pylist()
+    user_of = dict(zip(tokens, users, strict=True))
+
+    dwell = engine.table("events_dwell")
+    dwell = dwell.filter(dwell.subscriber.isin(tokens))
+    events = dwell.select("subscriber", "event_time", "cell_type").to_pandas()
+    events["user_id"] = events["subscriber"].map(user_of)
+    moded = label_transport_modes(
+        pa.Table.from_pandas(events[["user_id", "event_time", "cell_type"]]),
+        labels,
+        time_column="event_time",
+    ).to_pandas()
+
+    rides = subway_ride_table(dwell, engine.workspace.config.profile).to_pandas()
+    rides["user_id"] = rides["subscriber"].map(user_of)
+    trips = labels.to_pandas()
+    trips = trips[trips["mode"] == "subway"]
+
+    def overlaps(start, end, user, others) -> bool:
+        mine = others[others["user_id"] == user]
+        return bool(
+            ((mine["started_at"] <= end) & (mine["finished_at"] >= start)).any()
+        )
+
+    observed = [
+        trip
+        for trip in trips.itertuples()
+        if (
+            (moded["user_id"] == trip.user_id)
+            & moded["event_time"].between(trip.started_at, trip.finished_at)
+        ).any()
+    ]
+    found = sum(
+        overlaps(t.started_at, t.finished_at, t.user_id, rides) for t in observed
+    )
+    right = sum(
+        overlaps(r.started_at, r.finished_at, r.user_id, trips)
+        for r in rides.itertuples()
+    )
+    on_subway = moded["cell_type"] == "subway"
+    labelled_subway = moded["mode"] == "subway"
+    other_trips = labels.to_pandas()
+    other_trips = other_trips[other_trips["mode"] != "subway"]
+    wrong = sum(
+        overlaps(r.started_at, r.finished_at, r.user_id, other_trips)
+        for r in rides.itertuples()
+    )
+    return {
+        "events_by_labelled_mode": {
+            str(mode): int(count)
+            for mode, count in moded["mode"].fillna("unlabelled").value_counts().items()
+        },
+        "events_on_subway_cells_by_labelled_mode": {
+            str(mode): int(count)
+            for mode, count in moded.loc[on_subway, "mode"]
+            .fillna("unlabelled")
+            .value_counts()
+            .items()
+        },
+        "rides_overlapping_another_mode": wrong,
+        "labelled_users": len(users),
+        "labelled_subway_trips_with_events": len(observed),
+        "labelled_subway_trips_found": found,
+        "rides_detected": len(rides),
+        "rides_overlapping_a_subway_label": right,
+        "share_of_events_on_subway_cells_when_labelled_subway": round(
+            float(on_subway[labelled_subway].mean()) if labelled_subway.any() else 0.0,
+            4,
+        ),
+        "share_of_events_on_subway_cells_otherwise": round(
+            float(on_subway[~labelled_subway].mean()), 4
+        ),
+    }

@@ -335,6 +335,35 @@ def run_report(
     return summary
 
 
+def run_subway_check(
+    workspace: Workspace, engine_name: str | None = None
+) -> dict[str, Any]:
+    """Check detected subway rides against GeoLife's transport-mode labels."""
+    from telcoreach.evaluate import check_subway_against_geolife_labels
+    from telcoreach.ingest import default_data_dir
+
+    data_dir = (
+        Path(workspace.config.data_dir) if workspace.config.data_dir else None
+    ) or default_data_dir()
+    engine = Engine(workspace, engine_name)
+    try:
+        return check_subway_against_geolife_labels(engine, data_dir)
+    finally:
+        engine.close()
+
+
+def _subway_note(check: dict[str, Any]) -> str:
+    return (
+        "Subway riding checked against GeoLife's own transport-mode labels: "
+        f"{check['labelled_subway_trips_with_events']} labelled subway trips fall "
+        "inside the Beijing trajectories of this sample "
+        f"({check['labelled_subway_trips_found']} found); "
+        f"{check['rides_detected']} rides detected, "
+        f"{check['rides_overlapping_another_mode']} of them during a trip labelled "
+        "with another mode."
+    )
+
+
 def _save_run(workspace: Workspace, summary: dict[str, Any]) -> None:
     (workspace.reports_dir / "run.json").write_text(
         json.dumps(summary, indent=2, ensure_ascii=False, default=str)
@@ -372,6 +401,10 @@ def run_all(
     done = len(config.sources)
     tick("profile", done)
     steps["profile"] = run_profile(workspace, engine_name)
+    if any(source.adapter == "geolife" for source in config.sources):
+        check = run_subway_check(workspace, engine_name)
+        steps["subway_check"] = check
+        notes = [*(notes or []), _subway_note(check)]
     tick("segment", done + 1)
     steps["segment"] = run_segment(workspace, engine_name=engine_name)
     tick("train", done + 2)
@@ -387,8 +420,8 @@ def run_all(
     summary: dict[str, Any] = {
         "workspace": str(workspace.root),
         "city": config.city,
-        "notes": list(notes or [])
-        + ([config.description] if config.description else []),
+        "headline": _headline(steps),
+        "notes": list(notes or []),
         "steps": steps,
     }
     _save_run(workspace, summary)
@@ -399,6 +432,23 @@ def run_all(
     _save_run(workspace, summary)
     tick("done", total)
     return summary
+
+
+def _headline(steps: dict[str, Any]) -> dict[str, Any]:
+    """Return the figures a reader wants first from a run's step summaries."""
+    metrics = steps.get("train", {}).get("metrics", {})
+    return {
+        "rows_ingested": {k: v["rows_stored"] for k, v in steps["ingest"].items()},
+        "rows_quarantined": {
+            k: v["rows_quarantined"] for k, v in steps["ingest"].items()
+        },
+        "subscribers_profiled": steps["profile"]["subscribers"],
+        "home_cells_found": steps["profile"]["home_cells_found"],
+        "work_cells_found": steps["profile"]["work_cells_found"],
+        "tiers": {t["name"]: t["subscribers"] for t in steps["segment"]["tiers"]},
+        "auc": {name: round(m["auc"], 4) for name, m in metrics.items()},
+        "audience_exported": steps.get("audience", {}).get("exported", 0),
+    }
 
 
 def demo_config(inbox: Path) -> Config:

@@ -241,13 +241,12 @@ def school_zone_cells(cells: ir.Table, pois: ir.Table, zone_m: float) -> ir.Tabl
     return near.select("cell_id").distinct()
 
 
-def subway_rides(dwell: ir.Table, config: ProfileConfig) -> ir.Table:
-    """Return per subscriber the subway rides counted on weekdays.
+def subway_ride_table(dwell: ir.Table, config: ProfileConfig) -> ir.Table:
+    """Return one row per subway ride: subscriber, start, end, stations.
 
     A ride is a run of consecutive events on subway cells, no more than
     ``max_station_gap_min`` apart, touching at least ``min_stations``
-    distinct stations in order. A commuter rides on at least
-    ``min_weekday_trips`` weekday trips spread over two or more days.
+    distinct stations.
     """
     settings = config.subway
     window = ibis.window(group_by="subscriber", order_by="event_time")
@@ -266,12 +265,23 @@ def subway_rides(dwell: ir.Table, config: ProfileConfig) -> ir.Table:
         marked.filter(marked._subway)
         .group_by(["subscriber", "_ride"])
         .aggregate(
+            started_at=lambda t: t.event_time.min(),
+            finished_at=lambda t: t.event_time.max(),
             stations=lambda t: t.cell_id.nunique(),
             weekday=lambda t: t.weekday.max(),
             day=lambda t: t.day.min(),
         )
     )
-    rides = rides.filter(rides.stations >= settings.min_stations)
+    return rides.filter(rides.stations >= settings.min_stations).drop("_ride")
+
+
+def subway_rides(dwell: ir.Table, config: ProfileConfig) -> ir.Table:
+    """Return per subscriber the weekday subway rides and the commuter flag.
+
+    A commuter rides on at least ``min_weekday_trips`` weekday trips spread
+    over two or more days.
+    """
+    rides = subway_ride_table(dwell, config)
     weekday_rides = rides.filter(rides.weekday)
     per_subscriber = weekday_rides.group_by("subscriber").aggregate(
         subway_trips_weekday=weekday_rides.count(),
@@ -281,7 +291,7 @@ def subway_rides(dwell: ir.Table, config: ProfileConfig) -> ir.Table:
         "subscriber",
         "subway_trips_weekday",
         subway_commuter=(
-            (per_subscriber.subway_trips_weekday >= settings.min_weekday_trips)
+            (per_subscriber.subway_trips_weekday >= config.subway.min_weekday_trips)
             & (per_subscriber._ride_days >= 2)
         ),
     )

@@ -29,7 +29,14 @@ from telcoreach.reports._warehouse import (
     virtual_cell_counts,
 )
 
-__all__ = ["PLOTLY_JS", "REPORT_FILE", "ReportSummary", "build_report"]
+__all__ = [
+    "PLOTLY_JS",
+    "REPORT_FILE",
+    "ReportSummary",
+    "build_report",
+    "render_page",
+    "write_page",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -144,24 +151,11 @@ def build_report(engine: Engine, out_dir: Path | None = None) -> ReportSummary:
     skipped = [key for key in _SECTION_ORDER if built[key] is None]
     headline = headline_section(engine, run, card)
 
-    generated_at = datetime.now(UTC)
-    html = _render(headline, sections, generated_at)
-    leaks = find_raw_identifiers(html)
-    if leaks:
-        kinds = ", ".join(
-            f"{kind} ({', '.join(found)})" for kind, found in leaks.items()
-        )
-        raise PrivacyError(
-            f"the report would show text shaped like raw identifiers: {kinds}; "
-            "expected tokens and aggregates only. Nothing was written. Check tier "
-            "names, run notes and evaluation.json for phone numbers or SIM ids."
-        )
-
-    plotly_written = _write_plotly_js(target / PLOTLY_JS)
+    html = render_page("report.html", headline, sections, datetime.now(UTC))
     page = target / REPORT_FILE
-    staged = target / f".{REPORT_FILE}.tmp"
-    staged.write_text(html, encoding="utf-8")
-    os.replace(staged, page)
+    plotly_written = write_page(
+        html, page, "Check tier names, run notes and evaluation.json"
+    )
 
     summary = ReportSummary(
         path=str(page),
@@ -323,7 +317,19 @@ def _audience_card(engine: Engine, run: dict[str, Any] | None) -> Card | None:
     )
 
 
-def _render(headline: Section, sections: list[Section], generated_at: datetime) -> str:
+def render_page(
+    template: str,
+    headline: Section,
+    sections: list[Section],
+    generated_at: datetime,
+    **context: Any,
+) -> str:
+    """Return the HTML of a page template filled with a headline and sections.
+
+    The figures of every section's charts are embedded as one JSON object;
+    ``context`` passes further variables to templates that extend
+    ``report.html``.
+    """
     environment = Environment(
         loader=PackageLoader("telcoreach.reports", "templates"),
         autoescape=select_autoescape(["html"]),
@@ -334,13 +340,44 @@ def _render(headline: Section, sections: list[Section], generated_at: datetime) 
     figures = {
         chart.chart_id: chart.figure for section in sections for chart in section.charts
     }
-    return environment.get_template("report.html").render(
+    return environment.get_template(template).render(
         headline=headline,
         sections=sections,
         figures_json=_script_json(figures),
         generated_at=generated_at.strftime("%Y-%m-%d %H:%M UTC"),
         version=telcoreach.__version__,
+        **context,
     )
+
+
+def write_page(html: str, page: Path, where_to_look: str) -> bool:
+    """Write a page and ``plotly.min.js`` beside it; return whether the library was.
+
+    The page is scanned for raw identifiers first and written atomically.
+
+    Raises
+    ------
+    PrivacyError
+        If the page holds text shaped like a raw MSISDN, IMSI or IMEI;
+        nothing is written then. ``where_to_look`` (say, "Check tier names")
+        starts the message's advice.
+    """
+    leaks = find_raw_identifiers(html)
+    if leaks:
+        kinds = ", ".join(
+            f"{kind} ({', '.join(found)})" for kind, found in leaks.items()
+        )
+        raise PrivacyError(
+            f"the report would show text shaped like raw identifiers: {kinds}; "
+            f"expected tokens and aggregates only. Nothing was written. "
+            f"{where_to_look} for phone numbers or SIM ids."
+        )
+
+    plotly_written = _write_plotly_js(page.parent / PLOTLY_JS)
+    staged = page.with_name(f".{page.name}.tmp")
+    staged.write_text(html, encoding="utf-8")
+    os.replace(staged, page)
+    return plotly_written
 
 
 def _script_json(value: Any) -> str:

@@ -116,14 +116,31 @@ def bar_chart(
     horizontal: bool = False,
     colors: Sequence[str] | str = PALETTE[0],
     hover_unit: str = "",
+    intervals: Sequence[tuple[float, float]] | None = None,
 ) -> dict[str, Any]:
     """Return a one-series bar chart, with a value label on each bar.
 
     Horizontal charts list categories top to bottom in the order given and
-    grow with the number of categories.
+    grow with the number of categories. ``intervals`` (a low and a high per
+    bar) are drawn as error bars.
     """
     text = list(labels) if labels is not None else None
     hover = "%{x:,}" if horizontal else "%{y:,}"
+    errors: dict[str, Any] = {}
+    if intervals is not None:
+        pairs = list(zip(intervals, values, strict=True))
+        above = [max(high - value, 0.0) for (_, high), value in pairs]
+        below = [max(value - low, 0.0) for (low, _), value in pairs]
+        error = go.bar.ErrorX if horizontal else go.bar.ErrorY
+        errors["error_x" if horizontal else "error_y"] = error(
+            type="data",
+            symmetric=False,
+            array=_tidy(above),
+            arrayminus=_tidy(below),
+            color="#334155",
+            thickness=1.5,
+            width=5,
+        )
     bar = go.Bar(
         x=_tidy(values) if horizontal else list(categories),
         y=list(categories) if horizontal else _tidy(values),
@@ -135,6 +152,7 @@ def bar_chart(
         hovertemplate=(
             f"%{{{'y' if horizontal else 'x'}}}<br>{hover} {hover_unit}<extra></extra>"
         ),
+        **errors,
     )
     if horizontal:
         height = max(200, 60 + 34 * len(categories))
@@ -158,32 +176,51 @@ def grouped_bar_chart(
     *,
     value_title: str,
     colors: Sequence[str] = PALETTE,
+    horizontal: bool = True,
+    hover_unit: str = "rows",
+    log_scale: bool | None = None,
 ) -> dict[str, Any]:
-    """Return horizontal bars of several series per category.
+    """Return bars of several series per category, side by side.
 
-    The value axis turns logarithmic when values span more than two orders
-    of magnitude (a lake holds millions of events but a few thousand cells).
+    Horizontal charts list categories top to bottom and grow with their
+    number; vertical ones keep a fixed height. The value axis turns
+    logarithmic when ``log_scale`` is None and values span more than two
+    orders of magnitude (a lake holds millions of events but a few thousand
+    cells). Missing values (None, NaN) leave a gap.
     """
-    all_values = [v for values in series.values() for v in values]
-    log = _log_axis_needed(all_values)
+    all_values = [v for values in series.values() for v in values if v is not None]
+    log = _log_axis_needed(all_values) if log_scale is None else log_scale
+    value_axis, category_axis = ("x", "y") if horizontal else ("y", "x")
     bars = [
         go.Bar(
             name=name,
-            x=_tidy(values),
-            y=list(categories),
-            orientation="h",
+            **{value_axis: _tidy(values), category_axis: list(categories)},
+            orientation="h" if horizontal else "v",
             marker=dict(color=colors[index % len(colors)]),
-            hovertemplate=f"%{{y}}<br>%{{x:,}} rows {name}<extra></extra>",
+            hovertemplate=(
+                f"%{{{category_axis}}}<br>%{{{value_axis}:,}} {hover_unit} {name}"
+                "<extra></extra>"
+            ),
         )
         for index, (name, values) in enumerate(series.items())
     ]
     title = value_title + (" (log scale)" if log else "")
+    value_layout = dict(title=dict(text=title), type="log" if log else "linear")
+    if horizontal:
+        return _figure(
+            bars,
+            max(220, 90 + 30 * len(categories) * len(series)),
+            barmode="group",
+            xaxis=value_layout,
+            yaxis=dict(autorange="reversed", gridcolor="rgba(0,0,0,0)"),
+        )
     return _figure(
         bars,
-        max(220, 90 + 30 * len(categories) * len(series)),
+        380,
         barmode="group",
-        xaxis=dict(title=dict(text=title), type="log" if log else "linear"),
-        yaxis=dict(autorange="reversed", gridcolor="rgba(0,0,0,0)"),
+        bargroupgap=0.06,
+        xaxis=dict(type="category", gridcolor="rgba(0,0,0,0)"),
+        yaxis=dict(**value_layout, rangemode="tozero"),
     )
 
 

@@ -8,6 +8,7 @@ from telcoreach.ingest.adapters._beijing import (
 )
 from telcoreach.ingest.adapters._geolife import (
     geolife_to_signalling,
+    label_transport_modes,
     read_geolife,
     read_geolife_labels,
 )
@@ -20,6 +21,7 @@ from telcoreach.ingest.adapters._weather import read_weather
 __all__ = [
     "build_city_cells",
     "geolife_to_signalling",
+    "label_transport_modes",
     "read_bank_marketing",
     "read_base_stations",
     "read_geolife",

@@ -239,14 +239,17 @@ def read_geolife(source: str | Path | Sequence[str | Path]) -> pa.Table:
     ... # doctest: +SKIP
     """
     sources = [source] if isinstance(source, str | Path) else list(source)
+    # A file named twice (a folder and a file inside it) is read once.
+    files = dict.fromkeys(
+        path.resolve() for item in sources for path in _plt_files(item)
+    )
     plt_files: list[Path] = []
     tables: list[pa.Table] = []
-    for item in sources:
-        for path in _plt_files(item):
-            if path.name.endswith(_SAMPLE_SUFFIXES):
-                tables.append(_read_sample(path))
-            else:
-                plt_files.append(path)
+    for path in files:
+        if path.name.endswith(_SAMPLE_SUFFIXES):
+            tables.append(_read_sample(path))
+        else:
+            plt_files.append(path)
     if plt_files:
         tables.append(_read_plt_files(plt_files))
     if not tables:
