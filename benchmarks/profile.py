@@ -547,10 +547,18 @@ def main() -> None:
     )
     print()
     print("targets")
+    loaded = max(load_before[0], load_after[0]) > (os.cpu_count() or 1)
+    if differing["ibis"]:
+        sql_verdict = "NOT met: homes differ"
+    elif ratio <= SQL_TARGET_RATIO:
+        sql_verdict = "met"
+    elif loaded and cpu_ratio <= SQL_TARGET_RATIO:
+        sql_verdict = "met on CPU time only (wall times disturbed by load)"
+    else:
+        sql_verdict = "NOT met"
     print(
         f"  telcoreach / SQL <= {SQL_TARGET_RATIO}x     : {ratio:6.2f}x     "
-        f"{_verdict(ratio <= SQL_TARGET_RATIO and differing['ibis'] == 0)}"
-        f" (CPU time {cpu_ratio:.2f}x)"
+        f"{sql_verdict} (CPU time {cpu_ratio:.2f}x)"
     )
     print(
         f"  stay points >= {STAYPOINT_TARGET_POINTS_S / 1e6:.1f} M points/s: "

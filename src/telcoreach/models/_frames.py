@@ -5,24 +5,10 @@ from __future__ import annotations
 import pandas as pd
 import pyarrow as pa
 
+from telcoreach._dates import MONTHS
 from telcoreach.errors import ModelError
 
 __all__ = ["campaign_training_frame"]
-
-_MONTH_NAMES = (
-    "jan",
-    "feb",
-    "mar",
-    "apr",
-    "may",
-    "jun",
-    "jul",
-    "aug",
-    "sep",
-    "oct",
-    "nov",
-    "dec",
-)
 
 
 def campaign_training_frame(
@@ -81,7 +67,7 @@ def campaign_training_frame(
 
     contacts = outcomes[[key, *needed]].copy()
     month = pd.to_datetime(contacts.pop("contacted_at")).dt.month
-    contacts["contact_month"] = month.map(dict(enumerate(_MONTH_NAMES, start=1)))
+    contacts["contact_month"] = month.map(dict(enumerate(MONTHS, start=1)))
     contacts["converted"] = contacts.pop("converted").astype(bool)
     return customers.merge(contacts, on=key, how="inner", validate="one_to_many")
 

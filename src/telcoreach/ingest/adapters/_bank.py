@@ -23,6 +23,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
+from telcoreach._dates import MONTHS
 from telcoreach.errors import ConfigError, DataSourceError, SchemaError
 from telcoreach.schemas import RecordSchema, schema_for
 
@@ -35,20 +36,7 @@ BANK_CAMPAIGN_ID = "bank-term-deposit"
 
 _FILES = {"additional": Path("4-bank-marketing") / "bank-additional-full.csv.gz"}
 _FIRST_YEAR = 2008
-_MONTHS = (
-    "jan",
-    "feb",
-    "mar",
-    "apr",
-    "may",
-    "jun",
-    "jul",
-    "aug",
-    "sep",
-    "oct",
-    "nov",
-    "dec",
-)
+
 
 # Source column -> partner_customers field, where the names differ.
 _RENAMED = {
@@ -215,11 +203,11 @@ def _outcomes(
 
 def _contact_months(month_names: pa.ChunkedArray, path: Path) -> pa.Array:
     """Return the first day of each call's month, the year inferred from row order."""
-    month_index = pc.index_in(pc.utf8_lower(month_names), pa.array(_MONTHS))
+    month_index = pc.index_in(pc.utf8_lower(month_names), pa.array(MONTHS))
     if month_index.null_count:
         unknown = pc.filter(month_names, pc.is_null(month_index))
         raise SchemaError(
-            f"{path.name}: column month must hold one of {', '.join(_MONTHS)}; "
+            f"{path.name}: column month must hold one of {', '.join(MONTHS)}; "
             f"found {pc.unique(unknown).to_pylist()[:5]}"
         )
 
