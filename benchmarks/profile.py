@@ -449,9 +449,8 @@ def main() -> None:
             con.raw_sql(f"CREATE OR REPLACE TABLE homes_sql AS {hand_sql}")
 
         def run_staged() -> None:
-            # As build_profiles runs it: located and dwell events are stored.
-            con.create_table("events_located", located, overwrite=True)
-            dwell = cell_dwell(con.table("events_located"), MAX_DWELL_MIN)
+            # As build_profiles runs it: the dwell events are stored once.
+            dwell = cell_dwell(located, MAX_DWELL_MIN)
             con.create_table("events_dwell", dwell, overwrite=True)
             staged = home_cells(con.table("events_dwell"), NIGHT_HOURS)
             con.create_table("homes_staged", staged, overwrite=True)

@@ -117,15 +117,14 @@ def located_events(
         _prev_lat=events.lat.lag().over(window),
         _prev_lon=events.lon.lag().over(window),
         _prev_type=events.cell_type.lag().over(window),
-        _span_s=(
-            events.event_time.lead().over(window).epoch_seconds()
-            - events.event_time.lag().over(window).epoch_seconds()
-        ),
+        _prev_time=events.event_time.lag().over(window),
+        next_event_time=events.event_time.lead().over(window),
     )
+    span_s = events.next_event_time.epoch_seconds() - events._prev_time.epoch_seconds()
     bounce = (
         (events._prev_cell == events._next_cell)
         & (events.cell_id != events._prev_cell)
-        & (events._span_s <= pingpong_window_s)
+        & (span_s <= pingpong_window_s)
         & (events.cell_type != "subway")
     ).fill_null(False)
     return events.select(
@@ -135,21 +134,24 @@ def located_events(
         lat=bounce.ifelse(events._prev_lat, events.lat),
         lon=bounce.ifelse(events._prev_lon, events.lon),
         cell_type=bounce.ifelse(events._prev_type, events.cell_type),
+        next_event_time=events.next_event_time,
     )
 
 
 def cell_dwell(events: ir.Table, max_dwell_min: float) -> ir.Table:
     """Return each event with the time spent on its cell until the next event.
 
-    The dwell of the last event of a subscriber, and any gap longer than
-    ``max_dwell_min`` (the phone was off or silent), counts as
-    ``max_dwell_min`` at most.
+    A gap longer than ``max_dwell_min`` (the phone was off or silent) counts
+    as ``max_dwell_min``; the last event of a subscriber counts zero, since
+    nothing is known after it. Uses ``next_event_time`` when the events
+    carry it (as :func:`located_events` gives), saving a second sort.
     """
-    window = ibis.window(group_by="subscriber", order_by="event_time")
-    gap_s = (
-        events.event_time.lead().over(window).epoch_seconds()
-        - events.event_time.epoch_seconds()
-    )
+    if "next_event_time" in events.columns:
+        next_time = events.next_event_time
+    else:
+        window = ibis.window(group_by="subscriber", order_by="event_time")
+        next_time = events.event_time.lead().over(window)
+    gap_s = next_time.epoch_seconds() - events.event_time.epoch_seconds()
     cap_s = max_dwell_min * 60
     dwell_s = ibis.least(gap_s.fill_null(0), cap_s)
     return events.mutate(
@@ -430,24 +432,23 @@ def build_profiles(engine: Engine, *, require_consent: bool = True) -> ProfileSu
         excluded = total - signalling.subscriber.nunique().to_pyarrow().as_py()
 
     located = located_events(signalling, cells, config.pingpong_window_s)
-    located = engine.save("events_located", located)
+    dwell = engine.save("events_dwell", cell_dwell(located, config.max_dwell_min))
     n_events = signalling.count().to_pyarrow().as_py()
-    n_located = located.count().to_pyarrow().as_py()
+    n_located = dwell.count().to_pyarrow().as_py()
     tick = lap("locate", tick)
 
-    dwell = engine.save("events_dwell", cell_dwell(located, config.max_dwell_min))
     homes = engine.save("homes", home_cells(dwell, config.night_hours))
     works = engine.save("works", work_cells(dwell, config.work_hours, homes))
     tick = lap("home_work", tick)
 
-    gyration = radius_of_gyration(located)
+    gyration = radius_of_gyration(dwell)
     rides = subway_rides(dwell, config)
     active = dwell.group_by("subscriber").aggregate(
         events=dwell.count(), active_days=dwell.day.nunique()
     )
     tick = lap("mobility", tick)
 
-    stays, stay_counts = _staypoint_counts(engine, located, config)
+    stays, stay_counts = _staypoint_counts(engine, dwell, config)
     engine.save("staypoints", stays)
     stay_counts_table = engine.save("_staypoint_counts", stay_counts)
     tick = lap("staypoints", tick)
