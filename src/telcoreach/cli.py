@@ -434,11 +434,21 @@ def _print_run(summary: dict[str, Any]) -> None:
     table.add_row(
         "segment", ", ".join(f"{t['name']}: {t['subscribers']:,}" for t in tiers) or "-"
     )
-    model = steps["train"]
-    metrics = model.get("metrics", {})
-    table.add_row("train", json.dumps(metrics, default=str)[:200])
-    table.add_row("score", json.dumps(steps["score"], default=str)[:200])
-    table.add_row("audience", json.dumps(steps["audience"], default=str)[:200])
+    metrics = steps["train"].get("metrics", {})
+    table.add_row(
+        "train",
+        ", ".join(f"{name} AUC {m['auc']:.3f}" for name, m in metrics.items()) or "-",
+    )
+    scored = steps["score"]
+    table.add_row("score", scored.get("reason") or f"{scored['scored']:,} scored")
+    chosen = steps["audience"]
+    table.add_row(
+        "audience",
+        chosen.get("reason")
+        or f"{chosen['exported']:,} of {chosen['in_segment']:,} in "
+        f"{chosen['segment']!r} ({chosen['excluded_no_consent']:,} without "
+        f"consent, {chosen['excluded_opted_out']:,} opted out) -> {chosen['output']}",
+    )
     evaluation = steps["report"].get("evaluation")
     if evaluation:
         table.add_row(

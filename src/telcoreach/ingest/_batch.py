@@ -13,6 +13,7 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -343,9 +344,11 @@ def ingest_batch(
     pseudonymiser = workspace.pseudonymiser
     reasons: Counter[str] = Counter()
     rows_in = 0
-    part = 0
 
-    for number, source in enumerate(fresh, start=1):
+    def stage(number: int, source: SourceChunks) -> int:
+        """Validate one source into staging files; return the rows it read."""
+        rows = 0
+        part = 0
         for chunk, first_line in source.chunks:
             result = validate_chunk(
                 schema,
@@ -355,20 +358,28 @@ def ingest_batch(
                 first_line=first_line,
                 check_ids=source.check_ids,
             )
-            rows_in += chunk.num_rows
+            rows += chunk.num_rows
+            name = f"{number:05d}-{part:05d}.parquet"
             if result.valid.num_rows:
-                pq.write_table(result.valid, staging / f"valid-{part:05d}.parquet")
+                pq.write_table(result.valid, staging / f"valid-{name}")
             if result.rejected.num_rows:
-                pq.write_table(
-                    result.rejected, staging / f"rejected-{part:05d}.parquet"
-                )
+                pq.write_table(result.rejected, staging / f"rejected-{name}")
             part += 1
         for rejected in source.rejected:
-            rows_in += rejected.num_rows
-            pq.write_table(rejected, staging / f"rejected-{part:05d}.parquet")
+            rows += rejected.num_rows
+            name = f"{number:05d}-{part:05d}.parquet"
+            pq.write_table(rejected, staging / f"rejected-{name}")
             part += 1
-        if progress:
-            progress(f"ingest {kind}", number, len(fresh))
+        return rows
+
+    # Arrow compute releases the GIL, so files validate in parallel.
+    threads = workspace.config.engine.threads
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        pending = [pool.submit(stage, n, s) for n, s in enumerate(fresh, start=1)]
+        for done, future in enumerate(as_completed(pending), start=1):
+            rows_in += future.result()
+            if progress:
+                progress(f"ingest {kind}", done, len(fresh))
 
     seq = lake.next_seq()
     stored, days, duplicates = _deduplicate_and_partition(

@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import os
 import secrets
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -98,6 +99,9 @@ class Pseudonymiser:
 
     def __init__(self, key: bytes) -> None:
         self._keyed = hmac.HMAC(key, hashes.SM3())
+        # Copying the keyed context from several threads at once is not
+        # documented as safe; the copies themselves run unshared.
+        self._lock = threading.Lock()
 
     def token(self, kind: str, value: str) -> str:
         """Return the token of one raw identifier of ``kind``."""
@@ -119,7 +123,8 @@ class Pseudonymiser:
 
     def _digests(self, kind: str, distinct: list[str]) -> bytes:
         prefix = f"{kind}:".encode()
-        keyed = self._keyed
+        with self._lock:
+            keyed = self._keyed.copy()
         parts = []
         for value in distinct:
             mac = keyed.copy()
