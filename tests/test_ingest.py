@@ -212,3 +212,52 @@ def test_reference_kind_keeps_newest_version_of_each_key(workspace, tmp_path):
 
     assert len(cells) == 1
     assert cells.loc[0, "cell_type"] == "indoor"
+
+
+def test_digit_runs_in_search_text_and_host_are_redacted(workspace, tmp_path):
+    header = (
+        "msisdn,start_time,end_time,app_name,app_category,search_keywords,"
+        "bytes_up,bytes_down,host,cell_id\n"
+    )
+    row = (
+        "13812345678,2026-11-02 08:00:00,2026-11-02 08:05:00,baidu,search,"
+        "call me 13987654321 or 460001234567890,1,1,h13911112222.example.com,c1"
+    )
+    ingest(workspace, "dpi", write(tmp_path / "dpi.csv", [row], header))
+
+    stored = Engine(workspace).lake("dpi").to_pandas()
+
+    assert stored.loc[0, "search_keywords"] == (
+        "call me <digits redacted> or <digits redacted>"
+    )
+    assert "13911112222" not in stored.loc[0, "host"]
+
+
+def test_lost_key_is_refused_instead_of_splitting_subscribers(workspace, tmp_path):
+    from telcoreach.errors import PrivacyError
+    from telcoreach.workspace import Workspace
+
+    ingest(workspace, "signalling", write(tmp_path / "a.csv", GOOD[:1]))
+    workspace.key_path.unlink()
+
+    with pytest.raises(PrivacyError, match=r"key of workspace .* is missing"):
+        _ = Workspace.open(workspace.root).pseudonymiser
+    assert not workspace.key_path.exists()
+
+
+def test_different_key_is_refused(workspace, tmp_path, monkeypatch):
+    from telcoreach.errors import PrivacyError
+    from telcoreach.workspace import Workspace
+
+    ingest(workspace, "signalling", write(tmp_path / "a.csv", GOOD[:1]))
+    monkeypatch.setenv("TELCOREACH_KEY", "cd" * 32)
+
+    with pytest.raises(PrivacyError, match="is not the one workspace"):
+        _ = Workspace.open(workspace.root).pseudonymiser
+
+
+def test_empty_folder_is_an_error(tmp_path):
+    (tmp_path / "empty").mkdir()
+
+    with pytest.raises(DataSourceError, match="no data files"):
+        file_sources("signalling", [tmp_path / "empty"])

@@ -117,6 +117,28 @@ def _run(debug: bool, action: Callable[[], Any]) -> Any:
             raise
         err.print(f"[bold red]error:[/] {error}", soft_wrap=True, highlight=False)
         raise typer.Exit(1) from None
+    except OSError as error:
+        if debug:
+            raise
+        where = f" {error.filename}" if error.filename else ""
+        err.print(
+            f"[bold red]error:[/] cannot read or write{where}: "
+            f"{error.strerror or error}; check the path exists, is a folder where a "
+            "folder is expected, and is writable",
+            soft_wrap=True,
+            highlight=False,
+        )
+        raise typer.Exit(1) from None
+    except UnicodeDecodeError as error:
+        if debug:
+            raise
+        err.print(
+            f"[bold red]error:[/] input is not UTF-8 text ({error.reason} at byte "
+            f"{error.start}); expected a CSV file",
+            soft_wrap=True,
+            highlight=False,
+        )
+        raise typer.Exit(1) from None
 
 
 def _workspace(path: Path | None) -> Workspace:
@@ -183,7 +205,8 @@ def ingest(
 
     summary = _run(debug, action)
     _emit(summary, as_json, f"ingest {kind}")
-    if summary["status"] == "nothing stored" and summary["rows_in"]:
+    if summary["status"] == "nothing stored":
+        err.print("[bold red]error:[/] no row could be stored; see the quarantine")
         raise typer.Exit(1)
 
 

@@ -39,7 +39,9 @@ class EngineConfig(_Strict):
     name: Literal["duckdb", "spark"] = "duckdb"
     spark_master: str = "local[2]"
     threads: int = Field(default=2, ge=1)
-    memory_limit: str = "8GB"
+    memory_limit: str = Field(
+        default="8GB", pattern=r"^\d+(\.\d+)?\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB)$"
+    )
 
 
 class StayPointConfig(_Strict):

@@ -227,10 +227,14 @@ def run_score(workspace: Workspace, engine_name: str | None = None) -> dict[str,
     """Score every profiled subscriber with the latest model."""
     import pyarrow as pa
 
+    from telcoreach.errors import ModelError
     from telcoreach.models import load_model, score
 
     config = workspace.config.model
-    model = load_model(workspace.models_dir, config.name)
+    try:
+        model = load_model(workspace.models_dir, config.name)
+    except ModelError as error:
+        raise ModelError(f"{error}; run `telcoreach train` first") from None
     if config.features != "profile":
         return {
             "scored": 0,

@@ -65,6 +65,9 @@ class Field:
         Closed set of accepted values.
     minimum, maximum : float, optional
         Inclusive numeric range.
+    free_text : bool
+        Text typed or sent by a person (search terms, hosts): long digit runs
+        that could be phone numbers, IMSIs or IMEIs are redacted at ingest.
     """
 
     name: str
@@ -75,6 +78,7 @@ class Field:
     allowed: tuple[str, ...] = ()
     minimum: float | None = None
     maximum: float | None = None
+    free_text: bool = False
 
     @property
     def stored_as(self) -> str:
@@ -224,11 +228,19 @@ KINDS: dict[str, RecordSchema] = {
                     "search_keywords",
                     "string",
                     required=False,
-                    description="Search terms typed in the session, scrubbed",
+                    description="Search terms typed in the session; digit runs "
+                    "that could be identifiers are redacted",
+                    free_text=True,
                 ),
                 Field("bytes_up", "int64", minimum=0, description="Uplink bytes"),
                 Field("bytes_down", "int64", minimum=0, description="Downlink bytes"),
-                Field("host", "string", required=False, description="Server host"),
+                Field(
+                    "host",
+                    "string",
+                    required=False,
+                    description="Server host",
+                    free_text=True,
+                ),
                 Field(
                     "cell_id",
                     "string",
@@ -566,6 +578,8 @@ def data_model_markdown() -> str:
                 rule.append(f">= {item.minimum:g}")
             if item.maximum is not None:
                 rule.append(f"<= {item.maximum:g}")
+            if item.free_text:
+                rule.append("digit runs redacted")
             lines.append(
                 f"| `{item.name}` | {item.dtype} | {'yes' if item.required else 'no'}"
                 f" | `{item.stored_as}` | {'; '.join(rule)} | {item.description} |"

@@ -22,8 +22,13 @@ from pathlib import Path
 from typing import Any
 
 from telcoreach.config import Config, load_config, write_config
-from telcoreach.errors import WorkspaceError
-from telcoreach.privacy import Pseudonymiser, append_audit, load_or_create_key
+from telcoreach.errors import PrivacyError, WorkspaceError
+from telcoreach.privacy import (
+    KEY_ENV,
+    Pseudonymiser,
+    append_audit,
+    load_or_create_key,
+)
 
 __all__ = ["WORKSPACE_ENV", "Workspace", "default_workspace_path"]
 
@@ -62,7 +67,7 @@ class Workspace:
             write_config(config or Config(), config_path)
         (root / "audit.log").touch()
         workspace = cls(root)
-        load_or_create_key(workspace.key_path)
+        _ = workspace.pseudonymiser  # creates the key, records its fingerprint
         logger.info("workspace ready at %s", root)
         return workspace
 
@@ -95,8 +100,36 @@ class Workspace:
 
     @cached_property
     def pseudonymiser(self) -> Pseudonymiser:
-        """The keyed tokeniser of this workspace."""
-        return Pseudonymiser(load_or_create_key(self.key_path))
+        """The keyed tokeniser of this workspace.
+
+        Raises
+        ------
+        PrivacyError
+            If the key is missing or differs from the one the workspace's
+            tokens were made with: new tokens would not join the old ones,
+            and every subscriber would be counted twice.
+        """
+        fingerprint_path = self.root / "key.fingerprint"
+        recorded = (
+            fingerprint_path.read_text().strip() if fingerprint_path.exists() else None
+        )
+        if recorded and not self.key_path.exists() and not os.environ.get(KEY_ENV):
+            raise PrivacyError(
+                f"the key of workspace {self.root} is missing (no {self.key_path}, "
+                f"no ${KEY_ENV}); its tokens were made with key {recorded}. "
+                "Restore the key file or set the variable; a new key would split "
+                "every subscriber in two"
+            )
+        pseudonymiser = Pseudonymiser(load_or_create_key(self.key_path))
+        if recorded is None:
+            fingerprint_path.write_text(pseudonymiser.fingerprint + "\n")
+        elif recorded != pseudonymiser.fingerprint:
+            raise PrivacyError(
+                f"the key in use (fingerprint {pseudonymiser.fingerprint}) is not "
+                f"the one workspace {self.root} was built with ({recorded}); "
+                f"restore that key in {self.key_path} or ${KEY_ENV}"
+            )
+        return pseudonymiser
 
     @property
     def lake(self) -> Path:

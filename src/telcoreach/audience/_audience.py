@@ -109,11 +109,9 @@ def build_audience(
         )
     members = profiles.join(tiers.filter(tiers.tier == segment), "subscriber")
     if engine.has_table("scores"):
-        members = members.join(
-            engine.table("scores").select("subscriber", "propensity"),
-            "subscriber",
-            how="left",
-        )
+        members = members.left_join(
+            engine.table("scores").select("subscriber", "propensity"), "subscriber"
+        ).drop("subscriber_right")
     else:
         members = members.mutate(propensity=ibis.literal(None, "float64"))
 

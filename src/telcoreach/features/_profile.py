@@ -38,6 +38,10 @@ logger = logging.getLogger(__name__)
 
 _KM_PER_DEGREE = EARTH_RADIUS_M * math.pi / 180 / 1000
 
+#: Order of a subscriber's events; the cell breaks ties of equal times so that
+#: every run gives the same lag, lead and stay points.
+_EVENT_ORDER = ("event_time", "cell_id")
+
 #: Profile columns computed from DPI sessions, with their types.
 _DPI_COLUMNS = {
     "dpi_sessions": "int64",
@@ -110,7 +114,7 @@ def located_events(
     events = signalling.select("subscriber", "event_time", "cell_id").join(
         cells.select("cell_id", "lat", "lon", "cell_type"), "cell_id"
     )
-    window = ibis.window(group_by="subscriber", order_by="event_time")
+    window = ibis.window(group_by="subscriber", order_by=_EVENT_ORDER)
     events = events.mutate(
         _prev_cell=events.cell_id.lag().over(window),
         _next_cell=events.cell_id.lead().over(window),
@@ -149,7 +153,7 @@ def cell_dwell(events: ir.Table, max_dwell_min: float) -> ir.Table:
     if "next_event_time" in events.columns:
         next_time = events.next_event_time
     else:
-        window = ibis.window(group_by="subscriber", order_by="event_time")
+        window = ibis.window(group_by="subscriber", order_by=_EVENT_ORDER)
         next_time = events.event_time.lead().over(window)
     gap_s = next_time.epoch_seconds() - events.event_time.epoch_seconds()
     cap_s = max_dwell_min * 60
@@ -251,7 +255,7 @@ def subway_ride_table(dwell: ir.Table, config: ProfileConfig) -> ir.Table:
     distinct stations.
     """
     settings = config.subway
-    window = ibis.window(group_by="subscriber", order_by="event_time")
+    window = ibis.window(group_by="subscriber", order_by=_EVENT_ORDER)
     on_subway = dwell.cell_type == "subway"
     gap_s = dwell.event_time.epoch_seconds() - (
         dwell.event_time.lag().over(window).epoch_seconds()
@@ -261,7 +265,7 @@ def subway_ride_table(dwell: ir.Table, config: ProfileConfig) -> ir.Table:
         ~previous_subway | (gap_s > settings.max_station_gap_min * 60)
     )
     marked = dwell.mutate(_start=starts.cast("int64"), _subway=on_subway)
-    running = ibis.cumulative_window(group_by="subscriber", order_by="event_time")
+    running = ibis.cumulative_window(group_by="subscriber", order_by=_EVENT_ORDER)
     marked = marked.mutate(_ride=marked._start.sum().over(running))
     rides = (
         marked.filter(marked._subway)
@@ -376,9 +380,8 @@ def _staypoint_counts(
     engine: Engine, events: ir.Table, config: ProfileConfig
 ) -> tuple[pa.Table, pa.Table]:
     """Run the stay-point kernel on ordered positions; return stays and counts."""
-    ordered = events.select("subscriber", "event_time", "lat", "lon").order_by(
-        ["subscriber", "event_time"]
-    )
+    ordered = events.select("subscriber", "event_time", "lat", "lon", "cell_id")
+    ordered = ordered.order_by(["subscriber", *_EVENT_ORDER])
     positions = engine.con.to_pyarrow(ordered)
     settings = config.staypoints
     stays = detect_staypoints(

@@ -281,6 +281,11 @@ def file_sources(kind: str, paths: Iterable[Path]) -> list[SourceChunks]:
                 f"input {path} does not exist; expected a CSV/Parquet file or a "
                 "folder of them"
             )
+    if not expanded:
+        raise DataSourceError(
+            f"no data files (.csv, .csv.gz, .txt, .parquet) in "
+            f"{', '.join(str(p) for p in paths)}"
+        )
     return [
         parquet_source(p) if p.suffix == ".parquet" else csv_source(p, schema)
         for p in expanded
@@ -338,7 +343,7 @@ def ingest_batch(
         return summary
 
     batch_id = hashlib.sha256(
-        "".join(sorted(s.sha256 for s in fresh)).encode()
+        (kind + "".join(sorted(s.sha256 for s in fresh))).encode()
     ).hexdigest()[:16]
     staging = lake.staging_dir(batch_id)
     pseudonymiser = workspace.pseudonymiser

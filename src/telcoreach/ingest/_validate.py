@@ -256,6 +256,9 @@ def validate_chunk(
             problems.extend(identifier.problems)
             continue
         parsed = _parse(raw, field.dtype)
+        if field.free_text:
+            parsed = redact_digit_runs(parsed)
+            raw_columns[field.name] = parsed
         columns[field.stored_as] = parsed
         problems.extend(_field_problems(field, raw, parsed))
 

@@ -103,6 +103,14 @@ class Pseudonymiser:
         # documented as safe; the copies themselves run unshared.
         self._lock = threading.Lock()
 
+    @property
+    def fingerprint(self) -> str:
+        """A public 16-hex-digit name of the key (an HMAC of a fixed text)."""
+        with self._lock:
+            mac = self._keyed.copy()
+        mac.update(b"telcoreach key fingerprint")
+        return mac.finalize().hex()[:16]
+
     def token(self, kind: str, value: str) -> str:
         """Return the token of one raw identifier of ``kind``."""
         return self.tokenise(kind, pa.array([value], pa.string()))[0].as_py()
