@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import html as html_lib
-import json
 import re
 from pathlib import Path
 
@@ -13,6 +12,7 @@ import pytest
 from plotly.offline import get_plotlyjs
 from typer.testing import CliRunner
 
+from report_pages import cards, figures
 from telcoreach.cli import app
 from telcoreach.errors import ConfigError, PrivacyError, SchemaError
 from telcoreach.measure import run_attribution
@@ -48,29 +48,6 @@ def small_page(small_files, tmp_path) -> tuple[dict, str]:
 @pytest.fixture(scope="module")
 def ca_file(datasets_dir) -> Path:
     return datasets_dir / "5-attribution" / "channelattribution_Data.csv"
-
-
-def cards(text: str) -> dict[str, tuple[str, str]]:
-    """Return ``{label: (value, detail)}`` of every key-figure card of a page."""
-    found = re.findall(
-        r'<div class="label">(.*?)</div>\s*<div class="value">(.*?)</div>\s*'
-        r'(?:<div class="detail">(.*?)</div>)?',
-        text,
-    )
-    return {
-        html_lib.unescape(label): (html_lib.unescape(value), html_lib.unescape(detail))
-        for label, value, detail in found
-    }
-
-
-def figures(text: str) -> dict[str, dict]:
-    """Return the Plotly figures embedded in a page, by chart id."""
-    match = re.search(
-        r'<script type="application/json" id="report-figures">(.*?)</script>',
-        text,
-        re.S,
-    )
-    return json.loads(match.group(1))
 
 
 def series(figure: dict) -> dict[str, dict[str, float]]:

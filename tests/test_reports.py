@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import html as html_lib
 import json
-import re
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +11,7 @@ import pyarrow as pa
 import pytest
 from plotly.offline import get_plotlyjs
 
+from report_pages import cards, figures
 from telcoreach.engine import Engine
 from telcoreach.errors import PrivacyError
 from telcoreach.ingest import file_sources, ingest_batch
@@ -35,29 +34,6 @@ def engine(tmp_path):
 
 def page(engine: Engine) -> str:
     return (engine.workspace.reports_dir / "index.html").read_text(encoding="utf-8")
-
-
-def cards(text: str) -> dict[str, tuple[str, str]]:
-    """Return ``{label: (value, detail)}`` of every key-figure card of a page."""
-    found = re.findall(
-        r'<div class="label">(.*?)</div>\s*<div class="value">(.*?)</div>\s*'
-        r'(?:<div class="detail">(.*?)</div>)?',
-        text,
-    )
-    return {
-        html_lib.unescape(label): (html_lib.unescape(value), html_lib.unescape(detail))
-        for label, value, detail in found
-    }
-
-
-def figures(text: str) -> dict[str, dict]:
-    """Return the Plotly figures embedded in a page, by chart id."""
-    match = re.search(
-        r'<script type="application/json" id="report-figures">(.*?)</script>',
-        text,
-        re.S,
-    )
-    return json.loads(match.group(1))
 
 
 def save_profiles(engine: Engine, **columns) -> None:

@@ -165,6 +165,16 @@ _IMEI = Field(
     "its 8-digit TAC kept in `tac`",
     identifier="imei",
 )
+_LAT = Field(
+    "lat", "float64", minimum=-90, maximum=90, description="Latitude, WGS-84 degrees"
+)
+_LON = Field(
+    "lon",
+    "float64",
+    minimum=-180,
+    maximum=180,
+    description="Longitude, WGS-84 degrees",
+)
 _CELL_TYPES = ("macro", "micro", "indoor", "subway", "virtual")
 _EVENT_TYPES = (
     "attach",
@@ -325,20 +335,8 @@ KINDS: dict[str, RecordSchema] = {
                     minimum=0,
                     description="Location/tracking area code",
                 ),
-                Field(
-                    "lat",
-                    "float64",
-                    minimum=-90,
-                    maximum=90,
-                    description="Latitude, WGS-84 degrees",
-                ),
-                Field(
-                    "lon",
-                    "float64",
-                    minimum=-180,
-                    maximum=180,
-                    description="Longitude, WGS-84 degrees",
-                ),
+                _LAT,
+                _LON,
                 Field(
                     "radius_m",
                     "float64",
@@ -368,20 +366,8 @@ KINDS: dict[str, RecordSchema] = {
                     allowed=("school", "mall", "subway_station", "office"),
                     description="Kind of place",
                 ),
-                Field(
-                    "lat",
-                    "float64",
-                    minimum=-90,
-                    maximum=90,
-                    description="Latitude, WGS-84 degrees",
-                ),
-                Field(
-                    "lon",
-                    "float64",
-                    minimum=-180,
-                    maximum=180,
-                    description="Longitude, WGS-84 degrees",
-                ),
+                _LAT,
+                _LON,
             ),
             time_field=None,
             key=("poi_id",),
