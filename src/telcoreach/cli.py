@@ -307,7 +307,7 @@ def segment(
             engine_name=engine,
         ),
     )
-    if explain and not as_json and "text" in summary:
+    if explain is not None and not as_json and "text" in summary:
         out.print(summary["text"])
         return
     _emit(summary, as_json, "tiers")

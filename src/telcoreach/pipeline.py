@@ -140,7 +140,7 @@ def run_segment(
     engine = Engine(workspace, engine_name)
     try:
         profiles = engine.table("profiles")
-        if explain_token:
+        if explain_token is not None:
             workspace.audit(
                 action="segment explain",
                 purpose="transparency",
