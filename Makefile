@@ -2,29 +2,35 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed
+RUNTIME := $(VENV)/.installed
+TESTING := $(VENV)/.installed-test
 
 .PHONY: demo test lint format install clean
 
-$(STAMP): pyproject.toml
+$(RUNTIME): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e .
+	touch $(RUNTIME)
+
+# Test tools (pytest, ruff, hypothesis, trackintel, statsmodels) only for `make test`.
+$(TESTING): $(RUNTIME)
 	$(BIN)/pip install --quiet -e '.[test]'
-	touch $(STAMP)
+	touch $(TESTING)
 
-install: $(STAMP)
+install: $(RUNTIME)
 
-demo: $(STAMP)
+demo: $(RUNTIME)
 	$(BIN)/telcoreach demo --workspace telcoreach-demo
 
-lint: $(STAMP)
+lint: $(TESTING)
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/ruff format --check src tests benchmarks
 
 test: lint
 	$(BIN)/pytest -q -m "not slow"
 
-format: $(STAMP)
+format: $(TESTING)
 	$(BIN)/ruff format src tests benchmarks
 	$(BIN)/ruff check --fix src tests benchmarks
 
