@@ -20,7 +20,7 @@ from telcoreach.privacy import find_raw_identifiers
 from telcoreach.reports import build_report
 from telcoreach.workspace import Workspace
 
-ALL_SECTIONS = ["data", "tiers", "profiles", "model", "truth", "notes"]
+ALL_SECTIONS = ["data", "tiers", "profiles", "model", "audience", "truth", "notes"]
 TOKENS = [f"{letter * 20}{index:04d}" for index, letter in enumerate("abcdefghij")]
 
 
@@ -411,3 +411,26 @@ def test_identifier_shaped_note_stops_the_report_before_writing(engine):
         build_report(engine)
 
     assert not (engine.workspace.reports_dir / "index.html").exists()
+
+
+def test_audience_section_shows_who_was_left_out_and_why(tmp_path):
+    workspace = Workspace.create(tmp_path / "ws")
+    run = {
+        "steps": {
+            "audience": {
+                "segment": "student",
+                "in_segment": 120,
+                "excluded_no_consent": 30,
+                "excluded_opted_out": 5,
+                "exported": 85,
+            }
+        }
+    }
+    (workspace.reports_dir / "run.json").write_text(json.dumps(run))
+
+    build_report(Engine(workspace))
+
+    found = cards(page(Engine(workspace)))
+    assert found["No consent"][0] == "30"
+    assert found["Opted out"][0] == "5"
+    assert found["Exported"][0] == "85"

@@ -46,7 +46,15 @@ REPORT_FILE = "index.html"
 PLOTLY_JS = "plotly.min.js"
 _RUN_FILE = "run.json"
 _EVALUATION_FILE = "evaluation.json"
-_SECTION_ORDER = ("data", "tiers", "profiles", "model", "truth", "notes")
+_SECTION_ORDER = (
+    "data",
+    "tiers",
+    "profiles",
+    "model",
+    "audience",
+    "truth",
+    "notes",
+)
 
 
 @dataclass
@@ -144,6 +152,7 @@ def build_report(engine: Engine, out_dir: Path | None = None) -> ReportSummary:
         "tiers": tiers_section(engine),
         "profiles": profiles_section(engine),
         "model": model_section(card),
+        "audience": audience_section(run),
         "truth": evaluation_section(evaluation),
         "notes": notes_section(run),
     }
@@ -315,6 +324,32 @@ def _audience_card(engine: Engine, run: dict[str, Any] | None) -> Card | None:
         compact(eligible),
         f"may be contacted, of {count(in_segment)} in “{segment}”",
     )
+
+
+def audience_section(run: dict[str, Any] | None) -> Section | None:
+    """Return who was exported from the chosen tier, and who was left out why."""
+    steps = (run or {}).get("steps")
+    chosen = steps.get("audience") if isinstance(steps, dict) else None
+    if not isinstance(chosen, dict):
+        return None
+    section = Section(
+        "audience",
+        "Audience",
+        "Who may be contacted from the chosen tier, ranked by propensity: people "
+        "without marketing consent or who opted out are never exported.",
+    )
+    if chosen.get("reason"):
+        section.banners.append(Banner(str(chosen["reason"]), "warning"))
+        return section
+    section.cards = [
+        Card(
+            "In the tier", count(chosen.get("in_segment", 0)), chosen.get("segment", "")
+        ),
+        Card("No consent", count(chosen.get("excluded_no_consent", 0)), "left out"),
+        Card("Opted out", count(chosen.get("excluded_opted_out", 0)), "left out"),
+        Card("Exported", count(chosen.get("exported", 0)), "tokens only, by rank"),
+    ]
+    return section
 
 
 def render_page(
