@@ -583,8 +583,10 @@ def _warnings(
         for name, count in zip(ordered, counts, strict=True)
         if count < _MIN_ARM_SIZE
     ]
+    # Returned in the result (the CLI prints them loudly); logged at info so a
+    # command line does not show each one twice.
     for warning in warnings:
-        logger.warning(warning)
+        logger.info(warning)
     return warnings
 
 
