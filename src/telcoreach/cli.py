@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 from collections.abc import Callable
 from contextlib import contextmanager
@@ -23,6 +24,7 @@ from rich.table import Table
 
 from telcoreach import pipeline
 from telcoreach.errors import TelcoreachError
+from telcoreach.privacy import KEY_ENV
 from telcoreach.workspace import Workspace, default_workspace_path
 
 app = typer.Typer(
@@ -158,8 +160,8 @@ def init(
         return {
             "workspace": str(workspace.root),
             "config": str(workspace.root / "config.yaml"),
-            "key": "$TELCOREACH_KEY"
-            if __import__("os").environ.get("TELCOREACH_KEY")
+            "key": f"${KEY_ENV}"
+            if os.environ.get(KEY_ENV)
             else str(workspace.key_path),
         }
 

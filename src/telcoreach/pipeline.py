@@ -175,8 +175,7 @@ def _training_frame(engine: Engine) -> Any:
         customers = engine.lake("partner_customers").drop("_batch_seq")
         return campaign_training_frame(customers.to_pyarrow(), outcomes.to_pyarrow())
     profiles = engine.table("profiles")
-    frame = campaign_training_frame(profiles.to_pyarrow(), outcomes.to_pyarrow())
-    return frame
+    return campaign_training_frame(profiles.to_pyarrow(), outcomes.to_pyarrow())
 
 
 def _profile_features(frame: Any) -> list[str]:
@@ -254,16 +253,7 @@ def run_score(workspace: Workspace, engine_name: str | None = None) -> dict[str,
                 {
                     "subscriber": profiles["subscriber"].to_numpy(),
                     "propensity": propensity,
-                    "model_version": [model.card.version] * len(profiles)
-                    if hasattr(model, "card")
-                    else None,
-                }
-            )
-            if hasattr(model, "card")
-            else pa.table(
-                {
-                    "subscriber": profiles["subscriber"].to_numpy(),
-                    "propensity": propensity,
+                    "model_version": [model.card.version] * len(profiles),
                 }
             ),
         )
