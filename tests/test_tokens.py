@@ -43,3 +43,11 @@ def test_tokens_never_look_like_raw_identifiers():
     tokens = Pseudonymiser(KEY).tokenise("msisdn", values)
 
     assert find_raw_identifiers("\n".join(tokens.to_pylist())) == {}
+
+
+def test_scan_finds_ids_in_text_but_not_inside_hex_digests():
+    text = "call 13812345678, imsi: 460001234567890; imei=490154203237518"
+    digest = "audit 5f3a860123456789012345b9 and 0.123456789012345"
+
+    assert set(find_raw_identifiers(text)) == {"msisdn", "imsi", "imei"}
+    assert find_raw_identifiers(digest) == {}

@@ -7,11 +7,15 @@ import re
 __all__ = ["RAW_ID_PATTERNS", "find_raw_identifiers"]
 
 #: Patterns of raw identifiers as they would appear in any text.
-#: A run of digits right after a decimal point is a fraction, not an id.
+#: A run of digits right after a decimal point is a fraction, not an id, and a
+#: run inside a longer letters-and-digits word (a hex digest such as an audit
+#: hash, a token) is part of that word.
+_BEFORE = r"(?<![0-9A-Za-z.])"
+_AFTER = r"(?![0-9A-Za-z])"
 RAW_ID_PATTERNS: dict[str, re.Pattern[str]] = {
-    "msisdn": re.compile(r"(?<![0-9.])(?:\+?86)?1[3-9][0-9]{9}(?![0-9])"),
-    "imsi": re.compile(r"(?<![0-9.])460[0-9]{12}(?![0-9])"),
-    "imei": re.compile(r"(?<![0-9.])[0-9]{15}(?![0-9])"),
+    "msisdn": re.compile(_BEFORE + r"(?:\+?86)?1[3-9][0-9]{9}" + _AFTER),
+    "imsi": re.compile(_BEFORE + r"460[0-9]{12}" + _AFTER),
+    "imei": re.compile(_BEFORE + r"[0-9]{15}" + _AFTER),
 }
 
 
