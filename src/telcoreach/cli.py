@@ -507,7 +507,15 @@ def main() -> None:
 
 
 # Stage command groups register themselves on ``app``.
-from telcoreach import _cli_measure  # noqa: E402, F401
+from telcoreach import (  # noqa: E402, F401
+    _cli_fetch,
+    _cli_fl,
+    _cli_keys,
+    _cli_measure,
+    _cli_psi,
+    _cli_quality,
+    _cli_rights,
+)
 
 if __name__ == "__main__":
     main()

@@ -1,0 +1,1 @@
+"""Commands for federated learning: ``fl``."""

@@ -1,0 +1,1 @@
+"""Commands for keys and national cryptography: ``keys``."""

@@ -1,0 +1,1 @@
+"""Commands for consent and data-subject rights: ``consent``, ``optout``, ``forget``, ``pia``."""
