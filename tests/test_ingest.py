@@ -214,7 +214,7 @@ def test_reference_kind_keeps_newest_version_of_each_key(workspace, tmp_path):
     assert cells.loc[0, "cell_type"] == "indoor"
 
 
-def test_digit_runs_in_search_text_and_host_are_redacted(workspace, tmp_path):
+def test_personal_data_in_search_text_and_host_is_masked(workspace, tmp_path):
     header = (
         "msisdn,start_time,end_time,app_name,app_category,search_keywords,"
         "bytes_up,bytes_down,host,cell_id\n"
@@ -227,9 +227,7 @@ def test_digit_runs_in_search_text_and_host_are_redacted(workspace, tmp_path):
 
     stored = Engine(workspace).lake("dpi").to_pandas()
 
-    assert stored.loc[0, "search_keywords"] == (
-        "call me <digits redacted> or <digits redacted>"
-    )
+    assert stored.loc[0, "search_keywords"] == "call me <mobile> or <imsi>"
     assert "13911112222" not in stored.loc[0, "host"]
 
 

@@ -20,7 +20,16 @@ from telcoreach.privacy import find_raw_identifiers
 from telcoreach.reports import build_report
 from telcoreach.workspace import Workspace
 
-ALL_SECTIONS = ["data", "tiers", "profiles", "model", "audience", "truth", "notes"]
+ALL_SECTIONS = [
+    "quality",
+    "data",
+    "tiers",
+    "profiles",
+    "model",
+    "audience",
+    "truth",
+    "notes",
+]
 TOKENS = [f"{letter * 20}{index:04d}" for index, letter in enumerate("abcdefghij")]
 
 

@@ -228,14 +228,16 @@ def test_late_batch_arrives_in_the_next_days_file(dirty_city):
     late = summary.late_batch
     next_day = pd.read_csv(out / "signalling" / f"{late['to_day']}.csv", dtype=str)
 
-    from_previous_day = next_day["event_time"].str.startswith(late["from_day"])
+    from_previous_day = next_day["event_time"].str.startswith(
+        late["from_day"], na=False
+    )
 
     assert late["events"] > 0
     assert int(from_previous_day.sum()) == late["events"]
     # The late events are the last ones of their day.
     earlier = pd.read_csv(out / "signalling" / f"{late['from_day']}.csv", dtype=str)
     assert next_day.loc[from_previous_day, "event_time"].min() >= (
-        earlier["event_time"].replace("", np.nan).max()
+        earlier["event_time"].dropna().max()
     )
 
 

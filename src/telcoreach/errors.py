@@ -10,10 +10,12 @@ from __future__ import annotations
 __all__ = [
     "ConfigError",
     "ConsentError",
+    "CryptoError",
     "DataSourceError",
     "EngineError",
     "ModelError",
     "PrivacyError",
+    "PsiError",
     "QualityGateError",
     "RuleError",
     "SchemaError",
@@ -56,6 +58,14 @@ class ConsentError(TelcoreachError):
 
 class PrivacyError(TelcoreachError):
     """An output would break a privacy guarantee (k-anonymity, raw identifiers)."""
+
+
+class CryptoError(TelcoreachError):
+    """A key, ciphertext, signature or key-agreement message is malformed or forged."""
+
+
+class PsiError(TelcoreachError):
+    """A PSI session failed: peer unreachable or silent, or speaks another protocol."""
 
 
 class EngineError(TelcoreachError):

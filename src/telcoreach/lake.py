@@ -46,6 +46,14 @@ class BatchRecord:
     ingested_at: str = field(
         default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds")
     )
+    #: Rows dropped at ingest because their subscriber was erased (``forget``).
+    rows_forgotten: int = 0
+    #: Rows (and quarantined rows) removed later by ``forget``.
+    rows_erased: int = 0
+    quarantine_rows_erased: int = 0
+    #: Check counts and per-file arrival and day figures measured at ingest
+    #: (see :mod:`telcoreach.quality`).
+    quality: dict[str, Any] = field(default_factory=dict)
 
     @property
     def rows_quarantined(self) -> int:
@@ -66,6 +74,10 @@ class BatchRecord:
             "quarantined": self.quarantined,
             "days": self.days,
             "ingested_at": self.ingested_at,
+            "rows_forgotten": self.rows_forgotten,
+            "rows_erased": self.rows_erased,
+            "quarantine_rows_erased": self.quarantine_rows_erased,
+            "quality": self.quality,
         }
 
 
@@ -135,7 +147,11 @@ class Lake:
         for source, target in moves:
             target.parent.mkdir(parents=True, exist_ok=True)
             os.replace(source, target)
-        records = [*self.batches(), record]
+        self._write_manifest([*self.batches(), record])
+        shutil.rmtree(self.root / _STAGING / record.batch_id, ignore_errors=True)
+
+    def _write_manifest(self, records: list[BatchRecord]) -> None:
+        """Replace the manifest atomically (write, fsync, rename)."""
         payload = {"version": 1, "batches": [r.to_dict() for r in records]}
         temporary = self.manifest_path.with_suffix(".json.tmp")
         with temporary.open("w", encoding="utf-8") as handle:
@@ -143,7 +159,54 @@ class Lake:
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(temporary, self.manifest_path)
-        shutil.rmtree(self.root / _STAGING / record.batch_id, ignore_errors=True)
+
+    def replace_files(
+        self,
+        replacements: dict[str, str | None],
+        erased: dict[str, tuple[int, int]],
+    ) -> int:
+        """Swap committed files for rewritten copies in one manifest update.
+
+        Parameters
+        ----------
+        replacements : dict
+            ``{old relative path: new relative path or None}``; the new files
+            must already be written under the lake (``None`` drops a file
+            that has no rows left).
+        erased : dict
+            ``{batch_id: (rows removed, quarantined rows removed)}``.
+
+        Returns
+        -------
+        int
+            Old files deleted. A crash before the manifest is replaced leaves
+            the old lake intact (the new files are unlisted and
+            :meth:`recover` removes them); a crash after it leaves unlisted
+            old files, removed the same way.
+        """
+        records = self.batches()
+        for record in records:
+            record.files = [
+                new
+                for old in record.files
+                if (new := replacements.get(old, old)) is not None
+            ]
+            record.quarantine_files = [
+                new
+                for old in record.quarantine_files
+                if (new := replacements.get(old, old)) is not None
+            ]
+            rows, quarantined = erased.get(record.batch_id, (0, 0))
+            record.rows_erased += rows
+            record.quarantine_rows_erased += quarantined
+        self._write_manifest(records)
+        removed = 0
+        for old in replacements:
+            path = self.root / old
+            if path.exists():
+                path.unlink()
+                removed += 1
+        return removed
 
     def recover(self) -> int:
         """Delete staging folders and files no committed batch lists.

@@ -27,6 +27,7 @@ __all__ = [
     "run_demo",
     "run_ingest",
     "run_profile",
+    "run_quality",
     "run_report",
     "run_score",
     "run_segment",
@@ -81,7 +82,7 @@ def run_ingest(
         kind, paths, adapter=adapter, options=options, data_dir=data_dir
     )
     summary = ingest_batch(workspace, kind, sources, progress=progress)
-    workspace.audit(
+    workspace.record_use(
         action="ingest",
         purpose="operations",
         tables=[kind],
@@ -95,6 +96,30 @@ def run_ingest(
     return summary.to_dict()
 
 
+def run_quality(
+    workspace: Workspace,
+    engine_name: str | None = None,
+    *,
+    fail_on: str | None = None,
+    progress: ProgressCallback | None = None,
+) -> dict[str, Any]:
+    """Check the lake against the quality gates (see :mod:`telcoreach.quality`)."""
+    from telcoreach.quality import run_quality as check_quality
+
+    summary = check_quality(workspace, engine_name, fail_on=fail_on, progress=progress)
+    workspace.audit(
+        action="quality",
+        purpose="operations",
+        tables=sorted(summary["batches"]),
+        details={
+            "errors": len(summary["errors"]),
+            "warnings": len(summary["warnings"]),
+        },
+        output="warehouse:quality_results",
+    )
+    return summary
+
+
 def run_profile(workspace: Workspace, engine_name: str | None = None) -> dict[str, Any]:
     """Build subscriber profiles from the lake."""
     from telcoreach.features import build_profiles
@@ -106,7 +131,7 @@ def run_profile(workspace: Workspace, engine_name: str | None = None) -> dict[st
         )
     finally:
         engine.close()
-    workspace.audit(
+    workspace.record_use(
         action="profile",
         purpose="profiling",
         tables=["signalling", "cells", "dpi", "pois", "subscribers"],
@@ -141,7 +166,7 @@ def run_segment(
     try:
         profiles = engine.table("profiles")
         if explain_token is not None:
-            workspace.audit(
+            workspace.record_use(
                 action="segment explain",
                 purpose="transparency",
                 tables=["profiles"],
@@ -150,15 +175,21 @@ def run_segment(
             return explain(profiles, tier_rules, explain_token).to_dict()
         sizes = estimate_tiers(profiles, tier_rules).to_dict()
         if estimate:
+            workspace.record_use(
+                action="segment estimate",
+                purpose="profiling",
+                tables=["profiles"],
+                subscribers=sizes.get("subscribers"),
+            )
             return sizes
         engine.save("tiers", assign_tiers(profiles, tier_rules))
     finally:
         engine.close()
-    workspace.audit(
+    workspace.record_use(
         action="segment",
         purpose="profiling",
         tables=["profiles"],
-        subscribers=sizes.get("total"),
+        subscribers=sizes.get("subscribers"),
         output="warehouse:tiers",
     )
     return sizes
@@ -210,7 +241,7 @@ def run_train(workspace: Workspace, engine_name: str | None = None) -> dict[str,
         baseline=None if config.baseline == "none" else config.baseline,
     )
     card = save_model(workspace.models_dir, config.name, result)
-    workspace.audit(
+    workspace.record_use(
         action="train",
         purpose="modelling",
         tables=["campaign_outcomes", config.features],
@@ -259,7 +290,7 @@ def run_score(workspace: Workspace, engine_name: str | None = None) -> dict[str,
         )
     finally:
         engine.close()
-    workspace.audit(
+    workspace.record_use(
         action="score",
         purpose="modelling",
         tables=["profiles"],
@@ -281,7 +312,7 @@ def run_audience(
     group_by: list[str] | None = None,
     engine_name: str | None = None,
 ) -> dict[str, Any]:
-    """Export a ranked, consented audience (or a k-anonymous aggregate)."""
+    """Export a ranked, consented audience (or a k-anonymous, l-diverse aggregate)."""
     from telcoreach.audience import build_audience
 
     settings = workspace.config.audience
@@ -324,6 +355,13 @@ def run_report(
         summary = build_report(engine).to_dict()
     finally:
         engine.close()
+    workspace.record_use(
+        action="report",
+        purpose="reporting",
+        tables=["profiles", "tiers", "scores", "consent_events"],
+        output=summary.get("path"),
+        details={"evaluated_against_truth": evaluation is not None},
+    )
     if evaluation is not None:
         summary["evaluation"] = evaluation
     return summary
@@ -341,9 +379,13 @@ def run_subway_check(
     ) or default_data_dir()
     engine = Engine(workspace, engine_name)
     try:
-        return check_subway_against_geolife_labels(engine, data_dir)
+        check = check_subway_against_geolife_labels(engine, data_dir)
     finally:
         engine.close()
+    workspace.record_use(
+        action="subway check", purpose="quality assurance", tables=["signalling"]
+    )
+    return check
 
 
 def _subway_note(check: dict[str, Any]) -> str:
@@ -393,6 +435,25 @@ def run_all(
             options=source.options,
         )
     done = len(config.sources)
+    if config.sources:
+        # A failed error gate stops the run before anything reads the batch.
+        from telcoreach.quality import gate_error
+
+        tick("quality", done)
+        steps["quality"] = run_quality(workspace, engine_name)
+        error = gate_error(steps["quality"], "error")
+        if error is not None:
+            _save_run(
+                workspace,
+                {
+                    "workspace": str(workspace.root),
+                    "city": config.city,
+                    "stopped": str(error),
+                    "notes": list(notes or []),
+                    "steps": steps,
+                },
+            )
+            raise error
     tick("profile", done)
     steps["profile"] = run_profile(workspace, engine_name)
     if any(source.adapter == "geolife" for source in config.sources):

@@ -29,6 +29,7 @@ from telcoreach.errors import SchemaError
 __all__ = [
     "ID_PATTERNS",
     "KINDS",
+    "MR_NEIGHBOURS",
     "Field",
     "RecordSchema",
     "schema_for",
@@ -188,6 +189,34 @@ _EVENT_TYPES = (
     "paging",
 )
 _AGE_BANDS = ("<18", "18-24", "25-34", "35-44", "45-54", "55+")
+#: Neighbour cells a measurement report carries, strongest first (``nc1``...).
+MR_NEIGHBOURS = 6
+#: RSRP reporting range of 3GPP TS 36.133 (extended), dBm.
+_RSRP_MIN_DBM, _RSRP_MAX_DBM = -156.0, -31.0
+
+
+def _neighbour_fields() -> tuple[Field, ...]:
+    """Return the optional cell and RSRP columns of neighbours 1 to 6."""
+    fields: list[Field] = []
+    for number in range(1, MR_NEIGHBOURS + 1):
+        fields += [
+            Field(
+                f"nc{number}_cell_id",
+                "string",
+                required=False,
+                description=f"Neighbour cell {number} (by falling RSRP)",
+            ),
+            Field(
+                f"nc{number}_rsrp_dbm",
+                "float64",
+                required=False,
+                minimum=_RSRP_MIN_DBM,
+                maximum=_RSRP_MAX_DBM,
+                description=f"RSRP of neighbour cell {number}, dBm",
+            ),
+        ]
+    return tuple(fields)
+
 
 KINDS: dict[str, RecordSchema] = {
     schema.kind: schema
@@ -499,6 +528,30 @@ KINDS: dict[str, RecordSchema] = {
             ),
             time_field=None,
             key=("msisdn",),
+        ),
+        RecordSchema(
+            "measurement_reports",
+            "One radio measurement report (MR) of a handset: the RSRP "
+            "(reference signal received power) of its serving cell and of up "
+            "to six neighbour cells, strongest first, one row per report as a "
+            "carrier's MR export flattens it. A position between cells is "
+            "refined from it (telcoreach.features.mr_positions).",
+            (
+                _MSISDN,
+                Field("report_time", "timestamp", description="Report time"),
+                Field("serving_cell_id", "string", description="Serving cell id"),
+                Field(
+                    "serving_rsrp_dbm",
+                    "float64",
+                    minimum=_RSRP_MIN_DBM,
+                    maximum=_RSRP_MAX_DBM,
+                    description="RSRP of the serving cell, dBm (an MRO index "
+                    "converts as index - 141)",
+                ),
+                *_neighbour_fields(),
+            ),
+            time_field="report_time",
+            key=("msisdn", "report_time", "serving_cell_id"),
         ),
     )
 }

@@ -109,6 +109,13 @@ class Workspace:
             tokens were made with: new tokens would not join the old ones,
             and every subscriber would be counted twice.
         """
+        pending = self.keys_dir / "rotation.pending.json"
+        if pending.exists():
+            raise PrivacyError(
+                f"a key rotation of workspace {self.root} was interrupted; tokens "
+                "would mix two keys. Finish it with `telcoreach keys rotate` "
+                "(it resumes where it stopped)"
+            )
         fingerprint_path = self.root / "key.fingerprint"
         recorded = (
             fingerprint_path.read_text().strip() if fingerprint_path.exists() else None
@@ -130,6 +137,11 @@ class Workspace:
                 f"restore that key in {self.key_path} or ${KEY_ENV}"
             )
         return pseudonymiser
+
+    @property
+    def keys_dir(self) -> Path:
+        """Key ring: encrypted token maps of retired keys, rotation records."""
+        return self.root / "keys"
 
     @property
     def lake(self) -> Path:
@@ -169,3 +181,58 @@ class Workspace:
     def audit(self, **entry: Any) -> dict[str, Any]:
         """Append an entry to the audit log (see :func:`append_audit`)."""
         return append_audit(self.audit_path, **entry)
+
+    @property
+    def forget_list_path(self) -> Path:
+        """Tokens of erased subscribers, one a line; ingest drops their rows."""
+        return self.root / "forgotten.tokens"
+
+    def forgotten_tokens(self) -> frozenset[str]:
+        """Return the tokens of every subscriber erased with ``forget``."""
+        if not self.forget_list_path.exists():
+            return frozenset()
+        text = self.forget_list_path.read_text(encoding="utf-8")
+        return frozenset(line.strip() for line in text.splitlines() if line.strip())
+
+    def record_use(
+        self,
+        action: str,
+        purpose: str,
+        *,
+        tables: list[str] | tuple[str, ...] = (),
+        subscribers: int | None = None,
+        output: str | Path | None = None,
+        details: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """Audit one use of subscriber-level data and return the entry.
+
+        The one helper every step calls when it reads subscriber-level data
+        or writes an export: an ``output`` that is a file is hashed with SM3
+        (and SHA-256) so a copy found later can be matched to this entry.
+        """
+        digest_sm3 = digest_sha256 = None
+        label = None if output is None else str(output)
+        if output is not None and not str(output).startswith("warehouse:"):
+            path = self.resolve(output)
+            if path.is_file():
+                import hashlib
+
+                from telcoreach.privacy import file_sm3
+
+                digest_sm3 = file_sm3(path)
+                digest_sha256 = hashlib.sha256(path.read_bytes()).hexdigest()
+                root = self.root.resolve()
+                resolved = path.resolve()
+                if resolved.is_relative_to(root):
+                    label = str(resolved.relative_to(root))
+        return append_audit(
+            self.audit_path,
+            action=action,
+            purpose=purpose,
+            tables=list(tables),
+            subscribers=subscribers,
+            output=label,
+            output_sha256=digest_sha256,
+            output_sm3=digest_sm3,
+            details=details,
+        )

@@ -12,7 +12,7 @@ import ibis
 
 from telcoreach.engine import Engine
 from telcoreach.errors import ConsentError, WorkspaceError
-from telcoreach.privacy import check_k_anonymity
+from telcoreach.privacy import consent_status, consented, deidentified_aggregate
 
 __all__ = ["AudienceSummary", "build_audience", "eligible_subscribers"]
 
@@ -32,6 +32,7 @@ class AudienceSummary:
     output_sha256: str
     group_by: list[str] = field(default_factory=list)
     k_anonymity: dict[str, Any] | None = None
+    deidentification: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Return the summary as a JSON-serialisable dict."""
@@ -45,22 +46,68 @@ class AudienceSummary:
             "output_sha256": self.output_sha256,
             "group_by": self.group_by,
             "k_anonymity": self.k_anonymity,
+            "deidentification": self.deidentification,
         }
 
 
-def eligible_subscribers(engine: Engine, profiles: ibis.Table) -> ibis.Table:
-    """Return ``profiles`` restricted to people who may receive marketing.
+def _purposes(engine: Engine, purpose: str | None) -> list[str]:
+    """Return the consents an audience member needs: contact, and profiling."""
+    config = engine.workspace.config
+    needed = [purpose or config.audience.consent_purpose]
+    # Members were chosen by their profile, so profiling consent must hold now.
+    if config.profile.require_consent and "profiling" not in needed:
+        needed.append("profiling")
+    return needed
 
-    A subscriber is eligible with marketing consent and no opt-out, both in
-    the subscriber table and in the workspace's opt-out register
-    (``optouts`` table), which takes effect without rebuilding profiles.
+
+def eligible_subscribers(
+    engine: Engine, profiles: ibis.Table, purpose: str | None = None
+) -> ibis.Table:
+    """Return ``profiles`` restricted to people who may be contacted now.
+
+    Consent is read at call time from the consent registry, the opt-out
+    register and the newest subscriber records (see
+    :func:`telcoreach.privacy.consented`), so a revocation takes effect
+    without rebuilding profiles or tiers.
+
+    Parameters
+    ----------
+    engine : Engine
+        Engine of the workspace.
+    profiles : ibis.Table
+        Candidates, with a ``subscriber`` column.
+    purpose : str, optional
+        Contact purpose; defaults to ``audience.consent_purpose``. Profiling
+        consent is required too when ``profile.require_consent`` is set.
     """
-    consent = profiles.consent_marketing.fill_null(False)
-    opted_out = profiles.opted_out.fill_null(False)
-    eligible = profiles.filter(consent & ~opted_out)
-    if engine.has_table("optouts"):
-        eligible = eligible.anti_join(engine.table("optouts"), "subscriber")
+    eligible = profiles
+    for needed in _purposes(engine, purpose):
+        eligible = consented(engine, eligible, needed)
     return eligible
+
+
+def _exclusions(
+    engine: Engine, members: ibis.Table, purpose: str | None
+) -> tuple[int, int]:
+    """Return members left out (without consent, revoked or opted out)."""
+    refused = None
+    for needed in _purposes(engine, purpose):
+        status = consent_status(engine, members, needed)
+        refused = (
+            status
+            if refused is None
+            else refused.join(status, "subscriber").select(
+                "subscriber",
+                consented=refused.consented & status.consented,
+                revoked=refused.revoked | status.revoked,
+            )
+        )
+    refused = refused.filter(~refused.consented)
+    counts = refused.aggregate(
+        revoked=refused.revoked.cast("int64").sum(), total=refused.count()
+    ).to_pyarrow()
+    revoked = int(counts["revoked"][0].as_py() or 0)
+    return int(counts["total"][0].as_py() or 0) - revoked, revoked
 
 
 def build_audience(
@@ -71,6 +118,7 @@ def build_audience(
     *,
     group_by: list[str] | None = None,
     purpose: str = "marketing",
+    consent_purpose: str | None = None,
 ) -> AudienceSummary:
     """Export the ``top`` subscribers of ``segment`` ranked by propensity.
 
@@ -85,18 +133,23 @@ def build_audience(
     out : Path
         CSV file to write.
     group_by : list of str, optional
-        Write an aggregate (counts per group of these profile columns)
-        instead of a token list; refused when a group is smaller than the
-        workspace's k.
+        Write an aggregate (counts per group of these profile columns and
+        per value of ``privacy.sensitive_attribute``) instead of a token
+        list. The columns are generalised and small groups suppressed until
+        every group has >= k people and >= l sensitive values
+        (:func:`telcoreach.privacy.deidentified_aggregate`).
     purpose : str
         Purpose recorded in the audit log.
+    consent_purpose : str, optional
+        Consent every exported subscriber must have at the time of export
+        (default ``audience.consent_purpose``).
 
     Raises
     ------
     WorkspaceError
         If the segment does not exist.
     PrivacyError
-        If an aggregate has a group smaller than k.
+        If no generalisation within the suppression budget reaches k and l.
     """
     profiles = engine.table("profiles")
     tiers = engine.table("tiers")
@@ -115,20 +168,15 @@ def build_audience(
     else:
         members = members.mutate(propensity=ibis.literal(None, "float64"))
 
-    counts = members.aggregate(
-        total=members.count(),
-        no_consent=(~members.consent_marketing.fill_null(False)).sum(),
-        opted_out=members.opted_out.fill_null(False).sum(),
-    ).to_pyarrow()
-    in_segment = counts["total"][0].as_py()
-    eligible = eligible_subscribers(engine, members)
+    in_segment = members.count().to_pyarrow().as_py()
+    no_consent, opted_out = _exclusions(engine, members, consent_purpose)
+    eligible = eligible_subscribers(engine, members, consent_purpose)
     ranked = eligible.order_by(
         [ibis.desc(eligible.propensity.fill_null(-1.0)), eligible.subscriber]
     ).limit(top)
 
     out.parent.mkdir(parents=True, exist_ok=True)
-    k = engine.workspace.config.privacy.k_anonymity
-    k_report = None
+    k_report = deidentified = None
     if group_by:
         missing = [c for c in group_by if c not in eligible.columns]
         if missing:
@@ -136,10 +184,11 @@ def build_audience(
                 f"cannot group by {', '.join(missing)}: not a profile column; "
                 f"expected some of {', '.join(eligible.columns)}"
             )
-        frame = (
-            ranked.group_by(group_by).aggregate(subscribers=ranked.count()).to_pandas()
+        # Generalise/suppress to k and l; the file holds the anonymised counts.
+        deidentified = deidentified_aggregate(
+            ranked, group_by, engine.workspace.config.privacy
         )
-        k_report = check_k_anonymity(frame, group_by, k, count_column="subscribers")
+        frame, k_report = deidentified.frame, deidentified.k_report
         frame.to_csv(out, index=False)
         exported = int(frame["subscribers"].sum())
     else:
@@ -156,25 +205,31 @@ def build_audience(
         )
 
     digest = hashlib.sha256(out.read_bytes()).hexdigest()
-    engine.workspace.audit(
-        action="audience",
-        purpose=purpose,
-        tables=["profiles", "tiers", "scores"],
+    engine.workspace.record_use(
+        "audience",
+        purpose,
+        tables=["profiles", "tiers", "scores", "subscribers", "consent_events"],
         subscribers=exported,
-        output=str(out),
-        output_sha256=digest,
-        details={"segment": segment, "top": top, "group_by": group_by or []},
+        output=out,
+        details={
+            "segment": segment,
+            "top": top,
+            "group_by": group_by or [],
+            "consents_required": _purposes(engine, consent_purpose),
+            "deidentification": deidentified.to_dict() if deidentified else None,
+        },
     )
     summary = AudienceSummary(
         segment=segment,
         in_segment=in_segment,
-        excluded_no_consent=int(counts["no_consent"][0].as_py() or 0),
-        excluded_opted_out=int(counts["opted_out"][0].as_py() or 0),
+        excluded_no_consent=no_consent,
+        excluded_opted_out=opted_out,
         exported=exported,
         output=str(out),
         output_sha256=digest,
         group_by=list(group_by or []),
         k_anonymity=k_report.to_dict() if k_report else None,
+        deidentification=deidentified.to_dict() if deidentified else None,
     )
     logger.info("audience %s: %d exported of %d", segment, exported, in_segment)
     return summary

@@ -1,5 +1,6 @@
 """Features: subscriber profiles, stay points, home/work and mobility."""
 
+from telcoreach.features._mr import mr_positions
 from telcoreach.features._profile import (
     ProfileSummary,
     build_profiles,
@@ -18,6 +19,7 @@ __all__ = [
     "detect_staypoints",
     "home_cells",
     "located_events",
+    "mr_positions",
     "school_zone_cells",
     "staypoints_csv",
     "work_cells",

@@ -17,7 +17,9 @@ from typing import Any
 
 import ibis
 import ibis.expr.types as ir
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from telcoreach.config import ProfileConfig
 from telcoreach.engine import Engine
@@ -157,7 +159,9 @@ def cell_dwell(events: ir.Table, max_dwell_min: float) -> ir.Table:
         next_time = events.event_time.lead().over(window)
     gap_s = next_time.epoch_seconds() - events.event_time.epoch_seconds()
     cap_s = max_dwell_min * 60
-    dwell_s = ibis.least(gap_s.fill_null(0), cap_s)
+    # Spark SQL reads the literal 7200.0 as a DECIMAL; least(bigint, decimal)
+    # would make dwell a decimal there. A double first argument keeps it double.
+    dwell_s = ibis.least(gap_s.fill_null(0).cast("float64"), cap_s)
     return events.mutate(
         dwell_s=dwell_s,
         hour=events.event_time.hour(),
@@ -376,23 +380,58 @@ def dpi_features(
     return usage
 
 
+#: Positions fetched per batch for the stay-point kernel; bounds its memory.
+_STAYPOINT_BATCH_ROWS = 2_000_000
+
+
 def _staypoint_counts(
     engine: Engine, events: ir.Table, config: ProfileConfig
 ) -> tuple[pa.Table, pa.Table]:
-    """Run the stay-point kernel on ordered positions; return stays and counts."""
+    """Run the stay-point kernel on ordered positions; return stays and counts.
+
+    Positions stream from the engine in batches ordered by subscriber; the
+    last subscriber of a batch waits for the next one, so each subscriber's
+    positions reach the kernel whole and memory stays bounded by the batch.
+    """
     ordered = events.select("subscriber", "event_time", "lat", "lon", "cell_id")
     ordered = ordered.order_by(["subscriber", *_EVENT_ORDER])
-    positions = engine.con.to_pyarrow(ordered)
     settings = config.staypoints
-    stays = detect_staypoints(
-        positions.column("subscriber"),
-        positions.column("event_time"),
-        positions.column("lat"),
-        positions.column("lon"),
-        dist_m=settings.dist_m,
-        time_min=settings.time_min,
-        gap_min=settings.gap_min,
-    )
+
+    def detect(positions: pa.Table, offset: int) -> pa.Table:
+        stays = detect_staypoints(
+            positions.column("subscriber"),
+            positions.column("event_time"),
+            positions.column("lat"),
+            positions.column("lon"),
+            dist_m=settings.dist_m,
+            time_min=settings.time_min,
+            gap_min=settings.gap_min,
+        )
+        for name in ("first_row", "last_row"):
+            rows = pc.add(stays.column(name), offset)
+            stays = stays.set_column(stays.schema.get_field_index(name), name, rows)
+        return stays
+
+    parts: list[pa.Table] = []
+    pending: pa.Table | None = None
+    offset = 0
+    for batch in engine.to_pyarrow_batches(ordered, rows=_STAYPOINT_BATCH_ROWS):
+        fetched = pa.Table.from_batches([batch]).select(ordered.columns)
+        table = fetched if pending is None else pa.concat_tables([pending, fetched])
+        if table.num_rows == 0:
+            continue
+        users = table.column("subscriber")
+        last = pc.equal(users, users[-1]).to_numpy(zero_copy_only=False)
+        held = int(np.argmax(last))
+        if held:
+            parts.append(detect(table.slice(0, held), offset))
+            offset += held
+        pending = table.slice(held)
+    if pending is not None and pending.num_rows:
+        parts.append(detect(pending, offset))
+    if not parts:
+        parts.append(detect(ordered.schema().to_pyarrow().empty_table(), 0))
+    stays = pa.concat_tables(parts)
     stays = stays.rename_columns(
         ["subscriber" if c == "user_id" else c for c in stays.column_names]
     )

@@ -20,6 +20,7 @@ from typing import Any
 
 import ibis
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
@@ -28,6 +29,13 @@ from telcoreach.errors import DataSourceError
 from telcoreach.ingest._validate import QUARANTINE_SCHEMA, validate_chunk
 from telcoreach.lake import BatchRecord, Lake
 from telcoreach.privacy import redact_digit_runs
+from telcoreach.quality._arrival import (
+    batch_quality_record,
+    chunk_time_stats,
+    file_arrival,
+    file_day,
+    source_quality_record,
+)
 from telcoreach.schemas import RecordSchema, schema_for
 from telcoreach.workspace import Workspace
 
@@ -57,6 +65,8 @@ class SourceChunks:
     chunks: Iterator[tuple[pa.Table, int | pa.Array]]
     check_ids: bool = True
     rejected: list[pa.Table] = field(default_factory=list)
+    #: When the file arrived (UTC epoch seconds), for freshness checks.
+    arrived_at: float | None = None
 
 
 @dataclass
@@ -73,6 +83,8 @@ class IngestSummary:
     days: list[str] = field(default_factory=list)
     seconds: float = 0.0
     skipped_sources: list[str] = field(default_factory=list)
+    #: Rows of erased subscribers (``telcoreach forget``), dropped, not stored.
+    rows_forgotten: int = 0
 
     @property
     def rows_quarantined(self) -> int:
@@ -99,6 +111,7 @@ class IngestSummary:
             "rows_stored": self.rows_stored,
             "rows_quarantined": self.rows_quarantined,
             "quarantined_by_reason": self.quarantined,
+            "rows_forgotten": self.rows_forgotten,
             "days": len(self.days),
             "first_day": self.days[0] if self.days else None,
             "last_day": self.days[-1] if self.days else None,
@@ -113,6 +126,32 @@ def file_sha256(path: Path) -> str:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def _drop_forgotten(
+    valid: pa.Table, rejected: pa.Table, forgotten: pa.Array
+) -> tuple[pa.Table, pa.Table, int]:
+    """Remove rows of erased subscribers; return what is left and rows dropped.
+
+    A quarantined row names its subscriber as ``subscriber=<token>`` in its
+    text, so erased people leave no trace in the quarantine either.
+    """
+    dropped = 0
+    if "subscriber" in valid.column_names and valid.num_rows:
+        erased = pc.is_in(valid.column("subscriber"), value_set=forgotten)
+        erased = pc.fill_null(erased, False)
+        dropped += pc.sum(erased).as_py() or 0
+        valid = valid.filter(pc.invert(erased))
+    if rejected.num_rows:
+        named = pc.extract_regex(
+            rejected.column("row"), r"(?:^|\| )subscriber=(?P<token>[a-z2-7]{24})"
+        )
+        erased = pc.fill_null(
+            pc.is_in(pc.struct_field(named, "token"), value_set=forgotten), False
+        )
+        dropped += pc.sum(erased).as_py() or 0
+        rejected = rejected.filter(pc.invert(erased))
+    return valid, rejected, dropped
 
 
 def _garbage_rows(path: Path, name: str, kind: str, reason: str) -> pa.Table:
@@ -149,6 +188,7 @@ def csv_source(path: Path, schema: RecordSchema) -> SourceChunks:
     """Return a streaming reader of a carrier CSV file (optionally gzip)."""
     name = path.name
     source = SourceChunks(name, file_sha256(path), path.stat().st_size, iter(()))
+    source.arrived_at = file_arrival(path)
     header = _read_header(path)
     missing = [
         f.name for f in schema.fields if f.required and f.name not in (header or [])
@@ -249,7 +289,9 @@ def parquet_source(path: Path) -> SourceChunks:
             yield pa.Table.from_batches([batch]), line
             line += batch.num_rows
 
-    return SourceChunks(path.name, file_sha256(path), path.stat().st_size, chunks())
+    source = SourceChunks(path.name, file_sha256(path), path.stat().st_size, chunks())
+    source.arrived_at = file_arrival(path)
+    return source
 
 
 def table_source(
@@ -349,11 +391,17 @@ def ingest_batch(
     pseudonymiser = workspace.pseudonymiser
     reasons: Counter[str] = Counter()
     rows_in = 0
+    forgotten = pa.array(sorted(workspace.forgotten_tokens()), pa.string())
+    forgotten_counts: list[int] = []
+    source_quality: dict[int, dict[str, Any]] = {}
 
     def stage(number: int, source: SourceChunks) -> int:
         """Validate one source into staging files; return the rows it read."""
         rows = 0
         part = 0
+        checks: Counter[str] = Counter()
+        time_parts: list[dict[str, Any]] = []
+        day = file_day(source.name) if schema.time_field else None
         for chunk, first_line in source.chunks:
             result = validate_chunk(
                 schema,
@@ -364,17 +412,34 @@ def ingest_batch(
                 check_ids=source.check_ids,
             )
             rows += chunk.num_rows
+            checks.update(result.checks)
+            if schema.time_field is not None:
+                time_parts.append(
+                    chunk_time_stats(
+                        result.valid,
+                        schema.time_field,
+                        day=day,
+                        arrived_at_s=source.arrived_at,
+                    )
+                )
+            valid, rejected = result.valid, result.rejected
+            if len(forgotten):
+                valid, rejected, dropped = _drop_forgotten(valid, rejected, forgotten)
+                forgotten_counts.append(dropped)
             name = f"{number:05d}-{part:05d}.parquet"
-            if result.valid.num_rows:
-                pq.write_table(result.valid, staging / f"valid-{name}")
-            if result.rejected.num_rows:
-                pq.write_table(result.rejected, staging / f"rejected-{name}")
+            if valid.num_rows:
+                pq.write_table(valid, staging / f"valid-{name}")
+            if rejected.num_rows:
+                pq.write_table(rejected, staging / f"rejected-{name}")
             part += 1
         for rejected in source.rejected:
             rows += rejected.num_rows
             name = f"{number:05d}-{part:05d}.parquet"
             pq.write_table(rejected, staging / f"rejected-{name}")
             part += 1
+        source_quality[number] = source_quality_record(
+            source.name, source.arrived_at, day, checks, time_parts
+        )
         return rows
 
     # Arrow compute releases the GIL, so files validate in parallel.
@@ -411,11 +476,13 @@ def ingest_batch(
         moves.append((rejected_path, target))
         quarantine_files.append(str(target.relative_to(lake.root)))
 
-    if stored + sum(reasons.values()) != rows_in:
+    rows_forgotten = sum(forgotten_counts)
+    if stored + sum(reasons.values()) + rows_forgotten != rows_in:
         raise DataSourceError(
             f"internal accounting error in batch {batch_id}: {rows_in} rows read but "
-            f"{stored} stored and {sum(reasons.values())} quarantined; the batch was "
-            "not committed, please report this"
+            f"{stored} stored, {sum(reasons.values())} quarantined and "
+            f"{rows_forgotten} dropped as erased; the batch was not committed, "
+            "please report this"
         )
     record = BatchRecord(
         batch_id=batch_id,
@@ -428,8 +495,18 @@ def ingest_batch(
         rows_stored=stored,
         quarantined=dict(reasons.most_common()),
         days=days,
+        rows_forgotten=rows_forgotten,
+        quality=batch_quality_record(list(source_quality.values())),
     )
     lake.commit(record, moves)
+    summary.rows_forgotten = rows_forgotten
+    if rows_forgotten:
+        logger.info(
+            "%s batch %s: %d rows of erased subscribers dropped",
+            kind,
+            batch_id,
+            rows_forgotten,
+        )
 
     summary.batch_id = batch_id
     summary.rows_in = record.rows_in

@@ -7,12 +7,14 @@ in a reason or in the quarantined copy of the row: they are tokenised too.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from telcoreach.privacy import Pseudonymiser, redact_digit_runs
+from telcoreach.privacy import PII_KINDS, Pseudonymiser, redact_digit_runs, scrub_pii
+from telcoreach.quality._validators import identifier_counts
 from telcoreach.schemas import ID_PATTERNS, Field, RecordSchema
 
 __all__ = ["QUARANTINE_SCHEMA", "ValidatedChunk", "validate_chunk"]
@@ -59,6 +61,11 @@ class ValidatedChunk:
 
     valid: pa.Table
     rejected: pa.Table
+    #: Personal data items masked in free-text fields, by kind (mobile...).
+    pii_masked: dict[str, int] = dataclasses.field(default_factory=dict)
+    #: Rows failing each check (a row failing two counts in both, unlike the
+    #: quarantine's first reason), plus raw identifier validator counts.
+    checks: dict[str, int] = dataclasses.field(default_factory=dict)
 
 
 def _is_empty(values: pa.Array) -> pa.Array:
@@ -134,6 +141,7 @@ def _field_problems(
 class _Identifier:
     columns: dict[str, pa.Array]
     problems: list[tuple[pa.Array, str, pa.Array | None]]
+    counts: dict[str, int] = dataclasses.field(default_factory=dict)
 
 
 def _identifier_columns(
@@ -163,7 +171,9 @@ def _identifier_columns(
     problems: list[tuple[pa.Array, str, pa.Array | None]] = []
     if field.required:
         problems.append((missing, f"{field.name}: required value missing", None))
+    counts: dict[str, int] = {}
     if check_ids:
+        counts = identifier_counts(field.identifier, cleaned, pc.invert(empty), indices)
         well_formed = pc.match_substring_regex(cleaned, ID_PATTERNS[field.identifier])
         wrong = pc.and_(pc.invert(missing), pc.invert(pc.take(well_formed, indices)))
         reason = (
@@ -171,7 +181,7 @@ def _identifier_columns(
             f"{_ID_EXPECTED[field.identifier]}"
         )
         problems.append((wrong, reason, None))
-    return _Identifier(columns, problems)
+    return _Identifier(columns, problems, counts)
 
 
 def _any_problem(
@@ -244,6 +254,8 @@ def validate_chunk(
     columns: dict[str, pa.Array] = {}
     problems: list[tuple[pa.Array, str, pa.Array | None]] = []
     raw_columns: dict[str, pa.Array] = {}
+    pii_masked = dict.fromkeys(PII_KINDS, 0)
+    checks: dict[str, int] = {}
     for field in schema.fields:
         if field.name in chunk.column_names:
             raw = chunk.column(field.name).combine_chunks()
@@ -254,22 +266,32 @@ def validate_chunk(
             identifier = _identifier_columns(field, raw, pseudonymiser, check_ids)
             columns.update(identifier.columns)
             problems.extend(identifier.problems)
+            checks.update(identifier.counts)
             continue
         parsed = _parse(raw, field.dtype)
         if field.free_text:
-            parsed = redact_digit_runs(parsed)
+            scrubbed = scrub_pii(parsed)
+            parsed = scrubbed.text
             raw_columns[field.name] = parsed
+            for kind, count in scrubbed.counts.items():
+                pii_masked[kind] += count
         columns[field.stored_as] = parsed
         problems.extend(_field_problems(field, raw, parsed))
 
     bad = _any_problem(problems, length)
     good = pc.invert(bad)
+    for mask, text, _ in problems:
+        failing = int(pc.sum(pc.fill_null(mask, False)).as_py() or 0)
+        if failing:
+            checks[text] = checks.get(text, 0) + failing
     columns["_source_file"] = pa.array([source_file] * length, pa.string())
     columns["_line"] = lines
     valid = pa.table(columns).filter(good)
 
     if not pc.any(bad).as_py():
-        return ValidatedChunk(valid, QUARANTINE_SCHEMA.empty_table())
+        return ValidatedChunk(
+            valid, QUARANTINE_SCHEMA.empty_table(), pii_masked, checks=checks
+        )
     reason, detail = _first_reason(problems, bad)
     shown_columns = []
     for field in schema.fields:
@@ -296,4 +318,4 @@ def validate_chunk(
         },
         schema=QUARANTINE_SCHEMA,
     )
-    return ValidatedChunk(valid, rejected)
+    return ValidatedChunk(valid, rejected, pii_masked, checks=checks)

@@ -1,11 +1,54 @@
 """Privacy: keyed pseudonymisation, audit log, identifier scanning, k-anonymity."""
 
-from telcoreach.privacy._audit import AuditVerification, append_audit, verify_audit_log
-from telcoreach.privacy._kanon import check_k_anonymity
+from telcoreach.privacy._audit import (
+    ACTOR_ENV,
+    AuditVerification,
+    append_audit,
+    file_sm3,
+    verify_audit_log,
+)
+from telcoreach.privacy._consent import (
+    CONSENT_TABLE,
+    MARKETING_PURPOSES,
+    UNSUBSCRIBE_KEYWORDS,
+    OptoutSummary,
+    check_purpose,
+    consent_history,
+    consent_status,
+    consented,
+    is_unsubscribe,
+    optout_from_replies,
+    record_consent,
+)
+from telcoreach.privacy._generalise import (
+    Anonymisation,
+    DeidentifiedAggregate,
+    Hierarchy,
+    anonymise,
+    deidentified_aggregate,
+)
+from telcoreach.privacy._kanon import check_k_anonymity, check_l_diversity
+from telcoreach.privacy._keys import key_status, resolve_tokens, rotate_key
+from telcoreach.privacy._pii import PII_KINDS, PiiScrub, scrub_pii
 from telcoreach.privacy._scan import (
     RAW_ID_PATTERNS,
     find_raw_identifiers,
     redact_digit_runs,
+)
+from telcoreach.privacy._sm import (
+    SM2_DEFAULT_UID,
+    SM2_RECOMMENDED,
+    SM2Agreement,
+    SM2Curve,
+    SM2KeyExchange,
+    SM2PrivateKey,
+    SM2PublicKey,
+    hmac_sm3,
+    sm3,
+    sm4_cbc_decrypt,
+    sm4_cbc_encrypt,
+    sm4_gcm_decrypt,
+    sm4_gcm_encrypt,
 )
 from telcoreach.privacy._tokens import (
     KEY_ENV,
@@ -13,17 +56,58 @@ from telcoreach.privacy._tokens import (
     load_or_create_key,
     normalise_identifiers,
 )
+from telcoreach.privacy.psi import join_psi, serve_psi
 
 __all__ = [
+    "ACTOR_ENV",
+    "CONSENT_TABLE",
     "KEY_ENV",
+    "MARKETING_PURPOSES",
+    "PII_KINDS",
     "RAW_ID_PATTERNS",
+    "SM2_DEFAULT_UID",
+    "SM2_RECOMMENDED",
+    "UNSUBSCRIBE_KEYWORDS",
+    "Anonymisation",
     "AuditVerification",
+    "DeidentifiedAggregate",
+    "Hierarchy",
+    "OptoutSummary",
+    "PiiScrub",
     "Pseudonymiser",
+    "SM2Agreement",
+    "SM2Curve",
+    "SM2KeyExchange",
+    "SM2PrivateKey",
+    "SM2PublicKey",
+    "anonymise",
     "append_audit",
     "check_k_anonymity",
+    "check_l_diversity",
+    "check_purpose",
+    "consent_history",
+    "consent_status",
+    "consented",
+    "deidentified_aggregate",
+    "file_sm3",
     "find_raw_identifiers",
+    "hmac_sm3",
+    "is_unsubscribe",
+    "join_psi",
+    "key_status",
     "load_or_create_key",
     "normalise_identifiers",
+    "optout_from_replies",
+    "record_consent",
     "redact_digit_runs",
+    "resolve_tokens",
+    "rotate_key",
+    "scrub_pii",
+    "serve_psi",
+    "sm3",
+    "sm4_cbc_decrypt",
+    "sm4_cbc_encrypt",
+    "sm4_gcm_decrypt",
+    "sm4_gcm_encrypt",
     "verify_audit_log",
 ]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import getpass
 import json
 import logging
+import os
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -18,16 +19,33 @@ from typing import Any
 
 from cryptography.hazmat.primitives import hashes
 
-__all__ = ["AuditVerification", "append_audit", "verify_audit_log"]
+__all__ = [
+    "ACTOR_ENV",
+    "AuditVerification",
+    "append_audit",
+    "file_sm3",
+    "verify_audit_log",
+]
 
 logger = logging.getLogger(__name__)
 
 _GENESIS = "0" * 64
+#: Names the person or service acting, instead of the operating-system user.
+ACTOR_ENV = "TELCOREACH_ACTOR"
 
 
 def _sm3_hex(data: bytes) -> str:
     digest = hashes.Hash(hashes.SM3())
     digest.update(data)
+    return digest.finalize().hex()
+
+
+def file_sm3(path: Path) -> str:
+    """Return the SM3 digest (hex) of a file's content."""
+    digest = hashes.Hash(hashes.SM3())
+    with Path(path).open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
     return digest.finalize().hex()
 
 
@@ -62,6 +80,7 @@ def append_audit(
     output: str | None = None,
     output_sha256: str | None = None,
     details: dict[str, Any] | None = None,
+    output_sm3: str | None = None,
 ) -> dict[str, Any]:
     """Append one entry to the audit log and return it.
 
@@ -81,10 +100,18 @@ def append_audit(
         What was written and its content hash.
     details : dict, optional
         Further facts (never raw identifiers).
+    output_sm3 : str, optional
+        SM3 digest of the output file (GB/T 32905), recorded beside or
+        instead of its SHA-256.
+
+    Notes
+    -----
+    ``who`` is ``$TELCOREACH_ACTOR`` when set (a named operator or service
+    account), else the operating-system user.
     """
     entry: dict[str, Any] = {
         "at": datetime.now(UTC).isoformat(timespec="milliseconds"),
-        "who": getpass.getuser(),
+        "who": os.environ.get(ACTOR_ENV) or getpass.getuser(),
         "action": action,
         "purpose": purpose,
         "tables": list(tables),
@@ -93,6 +120,8 @@ def append_audit(
         "output_sha256": output_sha256,
         "details": details or {},
     }
+    if output_sm3 is not None:
+        entry["output_sm3"] = output_sm3
     previous = _last_hash(path)
     entry["prev"] = previous
     entry["hash"] = _chain_hash(previous, entry)

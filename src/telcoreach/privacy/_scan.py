@@ -16,6 +16,35 @@ RAW_ID_PATTERNS: dict[str, re.Pattern[str]] = {
     "msisdn": re.compile(_BEFORE + r"(?:\+?86)?1[3-9][0-9]{9}" + _AFTER),
     "imsi": re.compile(_BEFORE + r"460[0-9]{12}" + _AFTER),
     "imei": re.compile(_BEFORE + r"[0-9]{15}" + _AFTER),
+    "id_card": re.compile(_BEFORE + r"[0-9]{17}[0-9Xx]" + _AFTER),
+    "bank_card": re.compile(
+        _BEFORE + r"(?=62|60|4|5[1-5]|35|9558|95599)[0-9]{16,19}" + _AFTER
+    ),
+}
+
+_ID_WEIGHTS = [pow(2, 17 - i, 11) for i in range(17)]
+
+
+def _id_card_check_ok(number: str) -> bool:
+    """Whether an 18-character number has a GB 11643 check digit (MOD 11-2)."""
+    total = sum(int(d) * w for d, w in zip(number[:17], _ID_WEIGHTS, strict=True))
+    return "10X98765432"[total % 11] == number[17].upper()
+
+
+def _luhn_ok(number: str) -> bool:
+    """Whether a digit string ends in a valid Luhn check digit."""
+    total = 0
+    for position, digit in enumerate(reversed(number)):
+        value = int(digit) * (2 if position % 2 else 1)
+        total += value - 9 if value > 9 else value
+    return total % 10 == 0
+
+
+#: Kinds whose pattern alone gives too many false alarms: a match counts
+#: only when its check digit is valid.
+_CHECKS = {
+    "id_card": _id_card_check_ok,
+    "bank_card": _luhn_ok,
 }
 
 
@@ -27,7 +56,10 @@ def find_raw_identifiers(text: str, limit: int = 10) -> dict[str, list[str]]:
     """
     found: dict[str, list[str]] = {}
     for kind, pattern in RAW_ID_PATTERNS.items():
-        matches = pattern.findall(text)[:limit]
+        matches = pattern.findall(text)
+        if kind in _CHECKS:
+            matches = [m for m in matches if _CHECKS[kind](m)]
+        matches = matches[:limit]
         if matches:
             found[kind] = ["*" * (len(m) - 2) + m[-2:] for m in matches]
     return found

@@ -47,6 +47,7 @@ PLOTLY_JS = "plotly.min.js"
 _RUN_FILE = "run.json"
 _EVALUATION_FILE = "evaluation.json"
 _SECTION_ORDER = (
+    "quality",
     "data",
     "tiers",
     "profiles",
@@ -148,6 +149,7 @@ def build_report(engine: Engine, out_dir: Path | None = None) -> ReportSummary:
     card = latest_card(workspace.models_dir, workspace.config.model.name)
 
     built = {
+        "quality": quality_section(engine),
         "data": data_section(engine),
         "tiers": tiers_section(engine),
         "profiles": profiles_section(engine),
@@ -324,6 +326,32 @@ def _audience_card(engine: Engine, run: dict[str, Any] | None) -> Card | None:
         compact(eligible),
         f"may be contacted, of {count(in_segment)} in “{segment}”",
     )
+
+
+def quality_section(engine: Engine) -> Section | None:
+    """Return the failed quality gates of the newest batches, or None if unchecked.
+
+    Reads the results ``telcoreach quality`` (or ``run``) stored; a report
+    written before any quality check has no quality section.
+    """
+    from telcoreach.quality import stored_failures
+
+    failures = stored_failures(engine)
+    if failures is None:
+        return None
+    section = Section(
+        "quality",
+        "Data quality",
+        "Gates checked on the newest batch of each source; errors stop a run, "
+        "warnings are listed here.",
+    )
+    if not failures:
+        section.banners.append(Banner("Every quality gate passed.", "pass"))
+        return section
+    for result in failures:
+        tone = "fail" if result.severity == "error" else "warning"
+        section.banners.append(Banner(result.describe(), tone))
+    return section
 
 
 def audience_section(run: dict[str, Any] | None) -> Section | None:

@@ -23,10 +23,12 @@ from telcoreach.simulate._dirty import DEFECTS, DefectPlan, plan_defects
 from telcoreach.simulate._mobility import (
     DAY_S,
     EVENT_TYPES,
+    DayPlan,
     plan_day,
     signalling_events,
     sort_unique,
 )
+from telcoreach.simulate._mr import measurement_reports
 from telcoreach.simulate._population import PERSONAS, Population, build_population
 from telcoreach.simulate._sessions import dpi_sessions
 from telcoreach.simulate._tables import (
@@ -74,6 +76,9 @@ class SimulationSummary:
         Defects injected per event kind (``signalling``, ``dpi``), by defect.
     late_batch : dict or None
         ``{"events", "from_day", "to_day"}`` of the late delivery, if any.
+    delivery_delay_h : dict of str to float
+        Hours after the end of its day that each daily file of a kind
+        "arrived" (its modification time); in a dirty city one source is late.
     personas : dict of str to int
         Subscribers per hidden persona.
     seconds : float
@@ -92,6 +97,7 @@ class SimulationSummary:
     files: dict[str, list[str]] = field(default_factory=dict)
     dirty: dict[str, dict[str, int]] = field(default_factory=dict)
     late_batch: dict[str, Any] | None = None
+    delivery_delay_h: dict[str, float] = field(default_factory=dict)
     personas: dict[str, int] = field(default_factory=dict)
     subway_commuters: int = 0
     seconds: float = 0.0
@@ -193,11 +199,12 @@ def _prepare(out_dir: Path, overwrite: bool) -> None:
             "signalling/*",
             "dpi/*",
             "truth/*",
+            "measurement_reports/*",
         )
         for path in out_dir.glob(pattern)
         if path.is_file()
         and (
-            path.parent.name in ("signalling", "dpi", "truth")
+            path.parent.name in ("signalling", "dpi", "truth", "measurement_reports")
             or path.stem in _TOP_FILES
         )
     ]
@@ -221,6 +228,7 @@ class _Day:
     dpi: pa.Table
     late: pa.Table | None
     defects: dict[str, dict[str, int]]
+    plan: DayPlan | None = None
 
 
 def _simulate_day(
@@ -296,6 +304,7 @@ def _simulate_day(
         dpi=dpi,
         late=late_table,
         defects={"signalling": signalling_defects.counts, "dpi": dpi_defects.counts},
+        plan=plan,
     )
 
 
@@ -312,6 +321,7 @@ def simulate_city(
     *,
     sessions_per_day: float = 15,
     overwrite: bool = False,
+    measurement_reports_per_day: float = 0,
 ) -> SimulationSummary:
     """Write a synthetic Beijing in the carrier formats and return what was written.
 
@@ -357,6 +367,11 @@ def simulate_city(
         Mean ordinary DPI sessions per person and day.
     overwrite : bool
         Replace the files of an earlier simulation in ``out_dir``.
+    measurement_reports_per_day : float
+        Mean radio measurement reports per person and day, written to
+        ``measurement_reports/<YYYY-MM-DD>`` with their true positions in
+        ``truth/measurement_positions`` (see :mod:`telcoreach.simulate._mr`).
+        0 (the default) writes none; other outputs do not depend on it.
 
     Returns
     -------
@@ -391,6 +406,11 @@ def simulate_city(
     start = _check_arguments(
         subscribers, days, start_date, events_per_day, sessions_per_day, dirty_rate, fmt
     )
+    if not 0 <= measurement_reports_per_day <= 500:
+        raise ConfigError(
+            "simulate_city: measurement_reports_per_day must be a number from 0 "
+            f"to 500, found {measurement_reports_per_day!r}"
+        )
     data_path = _resolve_data_dir(data_dir)
     out = Path(out_dir)
     _prepare(out, overwrite)
@@ -424,9 +444,16 @@ def simulate_city(
     files = summary.files
     rows = summary.rows
 
-    def record(kind: str, table: pa.Table, path: Path) -> None:
-        files.setdefault(kind, []).append(str(write_table(table, path, fmt)))
+    def record(kind: str, table: pa.Table, path: Path) -> Path:
+        written = write_table(table, path, fmt)
+        files.setdefault(kind, []).append(str(written))
         rows[kind] = rows.get(kind, 0) + table.num_rows
+        return written
+
+    summary.delivery_delay_h = {
+        "signalling": ON_TIME_DELIVERY_H,
+        "dpi": LATE_DELIVERY_H if dirty_rate > 0 else ON_TIME_DELIVERY_H,
+    }
 
     record("cells", city.cells, out / "cells")
     record("pois", city.pois, out / "pois")
@@ -441,6 +468,7 @@ def simulate_city(
     )
     summary.dirty = {kind: dict.fromkeys(DEFECTS, 0) for kind in ("signalling", "dpi")}
     carried: pa.Table | None = None
+    measurement_truth: list[pa.Table] = []
     # Files are written in a second thread while the next day is simulated.
     with ThreadPoolExecutor(max_workers=1) as writer:
         pending: Future | None = None
@@ -471,11 +499,30 @@ def simulate_city(
             for kind, counts in simulated.defects.items():
                 for defect, count in counts.items():
                     summary.dirty[kind][defect] += count
+            if measurement_reports_per_day > 0:
+                measurement_truth.append(
+                    _write_measurements(
+                        record,
+                        seed,
+                        day,
+                        date,
+                        city,
+                        population,
+                        simulated.plan,
+                        measurement_reports_per_day,
+                        out,
+                    )
+                )
 
             if pending is not None:
                 pending.result()
             pending = writer.submit(
-                _write_day, record, signalling, simulated.dpi, out, date.isoformat()
+                _write_day,
+                record,
+                {"signalling": signalling, "dpi": simulated.dpi},
+                out,
+                date,
+                summary.delivery_delay_h,
             )
             logger.info(
                 "simulated %s: %d signalling events, %d DPI sessions",
@@ -492,6 +539,12 @@ def simulate_city(
         out / "campaign_outcomes",
     )
     record("weather", weather(weather_rng, start, days), out / "weather")
+    if measurement_truth:
+        record(
+            "measurement_positions",
+            pa.concat_tables(measurement_truth),
+            out / "truth" / "measurement_positions",
+        )
     summary.seconds = time.perf_counter() - started
     logger.info(
         "simulated %d subscribers over %d days in %.1f s: %d signalling events",
@@ -503,8 +556,60 @@ def simulate_city(
     return summary
 
 
+#: Hours after the end of its (Beijing) day that a daily file is delivered.
+ON_TIME_DELIVERY_H = 0.25
+#: How late the late source of a dirty city delivers.
+LATE_DELIVERY_H = 12.0
+_BEIJING_UTC_OFFSET = dt.timedelta(hours=8)
+
+
 def _write_day(
-    record, signalling: pa.Table, dpi: pa.Table, out: Path, day: str
+    record,
+    tables: dict[str, pa.Table],
+    out: Path,
+    date: dt.date,
+    delay_h: dict[str, float],
 ) -> None:
-    record("signalling", signalling, out / "signalling" / day)
-    record("dpi", dpi, out / "dpi" / day)
+    """Write one day's event files, stamped with the time they were delivered.
+
+    A file's modification time stands for its arrival, which the freshness
+    check compares with the events inside.
+    """
+    day_end_utc = (
+        dt.datetime.combine(date + dt.timedelta(days=1), dt.time(), dt.UTC)
+        - _BEIJING_UTC_OFFSET
+    )
+    for kind, table in tables.items():
+        path = record(kind, table, out / kind / date.isoformat())
+        arrived = (day_end_utc + dt.timedelta(hours=delay_h[kind])).timestamp()
+        os.utime(path, (arrived, arrived))
+
+
+#: Tag of the random stream of measurement reports, apart from the others.
+_MR_STREAM = 0x4D52
+
+
+def _write_measurements(
+    record,
+    seed: int,
+    day: int,
+    date: dt.date,
+    city: City,
+    population: Population,
+    plan: DayPlan,
+    reports_per_day: float,
+    out: Path,
+) -> pa.Table:
+    """Write one day of measurement reports; return their true positions."""
+    rng = np.random.default_rng([seed, _MR_STREAM, day])
+    day_epoch_s = int(np.datetime64(date, "s").astype(np.int64))
+    measured = measurement_reports(
+        rng, city, population, plan, day_epoch_s, reports_per_day
+    )
+    (out / "measurement_reports").mkdir(exist_ok=True)
+    record(
+        "measurement_reports",
+        measured.reports,
+        out / "measurement_reports" / date.isoformat(),
+    )
+    return measured.truth
