@@ -105,6 +105,7 @@ class Stage:
     events: int
     peak_bytes: int
     note: str = ""
+    detail: str = ""
 
     def row(self) -> str:
         ok = self.seconds and self.events and not self.note
@@ -112,7 +113,7 @@ class Stage:
         peak = self.peak_bytes / 2**30
         return (
             f"| {self.name} | {self.engine} | {self.seconds:,.1f} | {rate} | "
-            f"{peak:.2f} | {self.note} |"
+            f"{peak:.2f} | {self.note or self.detail} |"
         )
 
 
@@ -325,13 +326,17 @@ def main() -> None:
             print("    quality: telcoreach.quality.run_quality not found; skipped")
         else:
             timed(stages, "quality", engine, events, quality)
-        timed(
+        profile = timed(
             stages,
             "profile",
             engine,
             events,
             lambda e=engine: run_profile(workspace, e),
         )
+        if profile:
+            parts = ", ".join(f"{k} {v:,.0f} s" for k, v in profile["stages_s"].items())
+            stages[-1].detail = parts
+            print(f"    {profile['subscribers']:,} subscribers profiled; {parts}")
         timed(
             stages,
             "segment",

@@ -223,11 +223,12 @@ def test_personal_data_in_search_text_and_host_is_masked(workspace, tmp_path):
         "13812345678,2026-11-02 08:00:00,2026-11-02 08:05:00,baidu,search,"
         "call me 13987654321 or 460001234567890,1,1,h13911112222.example.com,c1"
     )
-    ingest(workspace, "dpi", write(tmp_path / "dpi.csv", [row], header))
+    summary = ingest(workspace, "dpi", write(tmp_path / "dpi.csv", [row], header))
 
     stored = Engine(workspace).lake("dpi").to_pandas()
 
     assert stored.loc[0, "search_keywords"] == "call me <mobile> or <imsi>"
+    assert summary.pii_masked["mobile"] >= 1 and summary.pii_masked["imsi"] == 1
     assert "13911112222" not in stored.loc[0, "host"]
 
 

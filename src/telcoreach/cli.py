@@ -518,4 +518,8 @@ from telcoreach import (  # noqa: E402, F401
 )
 
 if __name__ == "__main__":
-    main()
+    # Run as a script, this file is a second copy of the module: the command
+    # groups registered themselves on the imported one.
+    from telcoreach.cli import main as _imported_main
+
+    _imported_main()

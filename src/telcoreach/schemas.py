@@ -67,8 +67,9 @@ class Field:
     minimum, maximum : float, optional
         Inclusive numeric range.
     free_text : bool
-        Text typed or sent by a person (search terms, hosts): long digit runs
-        that could be phone numbers, IMSIs or IMEIs are redacted at ingest.
+        Text typed or sent by a person (search terms, hosts): personal data
+        in it (mobile numbers, ID-card and bank-card numbers, IMSIs, IMEIs)
+        is masked at ingest (docs/deidentification.md).
     """
 
     name: str
@@ -267,8 +268,8 @@ KINDS: dict[str, RecordSchema] = {
                     "search_keywords",
                     "string",
                     required=False,
-                    description="Search terms typed in the session; digit runs "
-                    "that could be identifiers are redacted",
+                    description="Search terms typed in the session; personal "
+                    "data in them is masked",
                     free_text=True,
                 ),
                 Field("bytes_up", "int64", minimum=0, description="Uplink bytes"),
@@ -618,7 +619,7 @@ def data_model_markdown() -> str:
             if item.maximum is not None:
                 rule.append(f"<= {item.maximum:g}")
             if item.free_text:
-                rule.append("digit runs redacted")
+                rule.append("personal data masked")
             lines.append(
                 f"| `{item.name}` | {item.dtype} | {'yes' if item.required else 'no'}"
                 f" | `{item.stored_as}` | {'; '.join(rule)} | {item.description} |"

@@ -85,6 +85,8 @@ class IngestSummary:
     skipped_sources: list[str] = field(default_factory=list)
     #: Rows of erased subscribers (``telcoreach forget``), dropped, not stored.
     rows_forgotten: int = 0
+    #: Personal data masked in free-text fields, by kind (mobile, id_card...).
+    pii_masked: dict[str, int] = field(default_factory=dict)
 
     @property
     def rows_quarantined(self) -> int:
@@ -112,6 +114,7 @@ class IngestSummary:
             "rows_quarantined": self.rows_quarantined,
             "quarantined_by_reason": self.quarantined,
             "rows_forgotten": self.rows_forgotten,
+            "pii_masked": self.pii_masked,
             "days": len(self.days),
             "first_day": self.days[0] if self.days else None,
             "last_day": self.days[-1] if self.days else None,
@@ -394,12 +397,14 @@ def ingest_batch(
     forgotten = pa.array(sorted(workspace.forgotten_tokens()), pa.string())
     forgotten_counts: list[int] = []
     source_quality: dict[int, dict[str, Any]] = {}
+    pii_masked: Counter[str] = Counter()
 
-    def stage(number: int, source: SourceChunks) -> int:
-        """Validate one source into staging files; return the rows it read."""
+    def stage(number: int, source: SourceChunks) -> tuple[int, Counter[str]]:
+        """Validate one source into staging files; return rows read, PII masked."""
         rows = 0
         part = 0
         checks: Counter[str] = Counter()
+        masked: Counter[str] = Counter()
         time_parts: list[dict[str, Any]] = []
         day = file_day(source.name) if schema.time_field else None
         for chunk, first_line in source.chunks:
@@ -413,6 +418,7 @@ def ingest_batch(
             )
             rows += chunk.num_rows
             checks.update(result.checks)
+            masked.update(result.pii_masked)
             if schema.time_field is not None:
                 time_parts.append(
                     chunk_time_stats(
@@ -440,14 +446,16 @@ def ingest_batch(
         source_quality[number] = source_quality_record(
             source.name, source.arrived_at, day, checks, time_parts
         )
-        return rows
+        return rows, masked
 
     # Arrow compute releases the GIL, so files validate in parallel.
     threads = workspace.config.engine.threads
     with ThreadPoolExecutor(max_workers=threads) as pool:
         pending = [pool.submit(stage, n, s) for n, s in enumerate(fresh, start=1)]
         for done, future in enumerate(as_completed(pending), start=1):
-            rows_in += future.result()
+            rows, masked = future.result()
+            rows_in += rows
+            pii_masked.update(masked)
             if progress:
                 progress(f"ingest {kind}", done, len(fresh))
 
@@ -500,6 +508,7 @@ def ingest_batch(
     )
     lake.commit(record, moves)
     summary.rows_forgotten = rows_forgotten
+    summary.pii_masked = {pii: n for pii, n in pii_masked.most_common() if n}
     if rows_forgotten:
         logger.info(
             "%s batch %s: %d rows of erased subscribers dropped",
