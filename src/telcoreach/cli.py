@@ -45,8 +45,8 @@ WorkspaceOption = Annotated[
     typer.Option(
         "--workspace",
         "-w",
-        help="Workspace folder [default: $TELCOREACH_WORKSPACE or "
-        "./telcoreach-workspace]",
+        help="Workspace folder (default: $TELCOREACH_WORKSPACE, else "
+        "./telcoreach-workspace).",
         show_default=False,
     ),
 ]

@@ -310,6 +310,9 @@ def _spark_session(settings: EngineConfig, workspace: Workspace) -> Any:
             .config("spark.ui.showConsoleProgress", "false")
             .config("spark.sql.shuffle.partitions", str(4 * settings.threads))
             .config("spark.driver.memory", _jvm_size(settings.memory_limit))
+            # The stay-point positions come back whole: Spark's 1 GB default
+            # cap on results would stop a profile of about 15 M events.
+            .config("spark.driver.maxResultSize", _jvm_size(settings.memory_limit))
         )
     try:
         session = builder.getOrCreate()
