@@ -31,7 +31,6 @@ import importlib
 import math
 import os
 import shutil
-import sys
 import tempfile
 import threading
 import time
@@ -270,10 +269,6 @@ def generate_and_ingest(
 
 
 def main() -> None:
-    # This folder holds benchmarks/profile.py, which would hide the standard
-    # library's ``profile`` module that PySpark imports: drop it from the path.
-    here = Path(__file__).resolve().parent
-    sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != here]
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument(

@@ -255,3 +255,18 @@ def test_reference_check_digits_reproduce_published_examples():
     assert iso7064_mod11_2("44052418800101001") == "4"
     assert luhn_check_digit("49015420323751") == "8"
     assert luhn_check_digit("411111111111111") == "1"
+
+
+def test_full_width_digits_from_chinese_input_methods_are_masked():
+    scrubbed = scrub_pii(
+        pa.array(["我的电话１３９１２３４５６７８", "＋８６ １３９ １２３４ ５６７８"])
+    )
+
+    assert scrubbed.text.to_pylist() == ["我的电话<mobile>", "<mobile>"]
+    assert scrubbed.counts["mobile"] == 2
+
+
+def test_grouped_mobile_number_followed_by_another_number_is_masked():
+    scrubbed = scrub_pii(pa.array(["call 139 1234 5678 2024", "order 2024 12 31"]))
+
+    assert scrubbed.text.to_pylist() == ["call <mobile> 2024", "order 2024 12 31"]

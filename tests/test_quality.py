@@ -283,6 +283,20 @@ def test_run_stops_before_profiling_on_the_dirty_city(dirty):
     assert "malformed_ids" in saved["stopped"]
 
 
+def test_run_json_prints_what_ran_before_the_gate_stopped_it(dirty):
+    workspace, _, _ = dirty
+    config = workspace.root / "config.yaml"
+
+    result = runner.invoke(
+        app, ["run", "--config", str(config), "-w", str(workspace.root), "--json"]
+    )
+
+    assert result.exit_code == 1
+    summary = json.loads(result.stdout)
+    assert "malformed_ids" in summary["stopped"]
+    assert "profile" not in summary["steps"]
+
+
 def test_quality_output_holds_no_raw_identifier(dirty):
     workspace, _, summary = dirty
     engine = Engine(workspace)

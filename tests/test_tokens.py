@@ -51,3 +51,9 @@ def test_scan_finds_ids_in_text_but_not_inside_hex_digests():
 
     assert set(find_raw_identifiers(text)) == {"msisdn", "imsi", "imei"}
     assert find_raw_identifiers(digest) == {}
+
+
+def test_scan_finds_full_width_and_grouped_mobile_numbers():
+    assert "msisdn" in find_raw_identifiers("电话 １３９１２３４５６７８")
+    assert "msisdn" in find_raw_identifiers("call 139-1234-5678 today")
+    assert find_raw_identifiers("2026-11-02 13:45:00, 13 1234 5678") == {}

@@ -92,3 +92,11 @@ def test_intact_audit_log_verifies(tmp_path):
         workspace.audit(action=action, purpose="test")
 
     assert verify_audit_log(workspace.audit_path).ok
+
+
+def test_config_that_is_not_utf8_is_named_with_the_fix(tmp_path):
+    path = tmp_path / "config.yaml"
+    path.write_bytes("city: 北京\n".encode("gbk"))
+
+    with pytest.raises(ConfigError, match=r"config.yaml is not UTF-8 .*iconv"):
+        load_config(path)

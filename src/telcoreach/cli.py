@@ -8,6 +8,7 @@ message and exit status 1; ``--debug`` shows the traceback.
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
@@ -23,7 +24,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from telcoreach import pipeline
-from telcoreach.errors import TelcoreachError
+from telcoreach.errors import QualityGateError, TelcoreachError
 from telcoreach.privacy import KEY_ENV
 from telcoreach.workspace import Workspace, default_workspace_path
 
@@ -122,21 +123,27 @@ def _run(debug: bool, action: Callable[[], Any]) -> Any:
     except OSError as error:
         if debug:
             raise
-        where = f" {error.filename}" if error.filename else ""
-        err.print(
-            f"[bold red]error:[/] cannot read or write{where}: "
-            f"{error.strerror or error}; check the path exists, is a folder where a "
-            "folder is expected, and is writable",
-            soft_wrap=True,
-            highlight=False,
-        )
+        if error.filename:
+            message = (
+                f"cannot read or write {error.filename}: {error.strerror or error}; "
+                "check the path exists, is a folder where a folder is expected, "
+                "and is writable"
+            )
+        elif error.errno == errno.EADDRINUSE:
+            message = (
+                f"{error.strerror}: another process listens on that port; "
+                "choose another --port or stop that process"
+            )
+        else:
+            message = f"operating-system error: {error.strerror or error}"
+        err.print(f"[bold red]error:[/] {message}", soft_wrap=True, highlight=False)
         raise typer.Exit(1) from None
     except UnicodeDecodeError as error:
         if debug:
             raise
         err.print(
-            f"[bold red]error:[/] input is not UTF-8 text ({error.reason} at byte "
-            f"{error.start}); expected a CSV file",
+            f"[bold red]error:[/] a file is not UTF-8 text ({error.reason} at byte "
+            f"{error.start}); convert it, e.g. `iconv -f gbk -t utf-8 FILE > OUT`",
             soft_wrap=True,
             highlight=False,
         )
@@ -392,16 +399,28 @@ def run(
 ) -> None:
     """Run every step on the sources of a configuration (e.g. real data)."""
 
+    stopped: list[QualityGateError] = []
+
     def action() -> dict[str, Any]:
         settings = pipeline.load_run_config(config)
         target = workspace or default_workspace_path()
         ws = pipeline.init_workspace(target, settings)
         with _progress() as progress:
-            return pipeline.run_all(ws, progress=progress, engine_name=engine)
+            try:
+                return pipeline.run_all(ws, progress=progress, engine_name=engine)
+            except QualityGateError as error:
+                if not as_json:
+                    raise
+                # Machines get the summary of what ran, and the exit status.
+                stopped.append(error)
+                return error.summary
 
     summary = _run(debug, action)
     if as_json:
         _emit(summary, True, "run")
+        if stopped:
+            err.print(f"[bold red]error:[/] {stopped[0]}", soft_wrap=True)
+            raise typer.Exit(1)
         return
     _print_run(summary)
 

@@ -411,6 +411,11 @@ def load_config(path: Path) -> Config:
         ) from None
     except yaml.YAMLError as error:
         raise ConfigError(f"{path} is not valid YAML: {error}") from None
+    except UnicodeDecodeError as error:
+        raise ConfigError(
+            f"configuration file {path} is not UTF-8 text ({error.reason} at byte "
+            f"{error.start}); save it as UTF-8, e.g. `iconv -f gbk -t utf-8`"
+        ) from None
     return parse_config(data, str(path))
 
 

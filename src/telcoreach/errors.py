@@ -45,7 +45,12 @@ class DataSourceError(TelcoreachError):
 
 
 class QualityGateError(TelcoreachError):
-    """A data-quality gate at level ``error`` failed."""
+    """A data-quality gate at level ``error`` failed.
+
+    ``summary`` holds what the run did before it stopped, when a run stopped.
+    """
+
+    summary: dict | None = None
 
 
 class RuleError(TelcoreachError):

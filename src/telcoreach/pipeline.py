@@ -443,16 +443,14 @@ def run_all(
         steps["quality"] = run_quality(workspace, engine_name)
         error = gate_error(steps["quality"], "error")
         if error is not None:
-            _save_run(
-                workspace,
-                {
-                    "workspace": str(workspace.root),
-                    "city": config.city,
-                    "stopped": str(error),
-                    "notes": list(notes or []),
-                    "steps": steps,
-                },
-            )
+            error.summary = {
+                "workspace": str(workspace.root),
+                "city": config.city,
+                "stopped": str(error),
+                "notes": list(notes or []),
+                "steps": steps,
+            }
+            _save_run(workspace, error.summary)
             raise error
     tick("profile", done)
     steps["profile"] = run_profile(workspace, engine_name)

@@ -24,7 +24,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -424,6 +424,8 @@ class OptoutSummary:
     subscribers: int
     events_recorded: int
     purposes: list[str]
+    invalid_by_reason: dict[str, int] = field(default_factory=dict)
+    hint: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Return the summary as a JSON-serialisable dict."""
@@ -435,15 +437,57 @@ class OptoutSummary:
             "subscribers": self.subscribers,
             "events_recorded": self.events_recorded,
             "purposes": self.purposes,
+            "invalid_by_reason": self.invalid_by_reason,
+            **({"hint": self.hint} if self.hint else {}),
         }
 
 
-def _read_replies(path: Path) -> pa.Table:
+_DIGITS = re.compile(r"[0-9]{5,}")
+
+
+def _mask_digits(text: str) -> str:
+    """Return ``text`` with every run of 5+ digits masked (it may be a number)."""
+    return _DIGITS.sub("<digits>", text)
+
+
+def _decode_replies(path: Path) -> tuple[bytes, bool]:
+    """Return the file as UTF-8 bytes and whether it had to be repaired.
+
+    Bytes that are not UTF-8 become U+FFFD, so the rows holding them can be
+    told apart and counted instead of failing the whole file.
+    """
+    try:
+        data = path.read_bytes()
+    except OSError as error:
+        raise DataSourceError(
+            f"cannot read SMS replies {path}: {error.strerror or error}; expected "
+            "a CSV file with header msisdn,text,received_at"
+        ) from None
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return data.decode("utf-8", errors="replace").encode("utf-8"), True
+    return data, False
+
+
+def _read_replies(path: Path) -> tuple[pa.Table, dict[str, int]]:
+    """Return the parsable reply rows and the rows skipped, counted by reason."""
+    import io
+
     import pyarrow.csv as pacsv
+
+    data, repaired = _decode_replies(path)
+    skipped = {"wrong_column_count": 0}
+
+    def skip(row: Any) -> str:
+        # The row's text holds a phone number: count it, never log it.
+        skipped["wrong_column_count"] += 1
+        return "skip"
 
     try:
         table = pacsv.read_csv(
-            path,
+            io.BytesIO(data),
+            parse_options=pacsv.ParseOptions(invalid_row_handler=skip),
             convert_options=pacsv.ConvertOptions(
                 column_types={
                     "msisdn": pa.string(),
@@ -453,18 +497,35 @@ def _read_replies(path: Path) -> pa.Table:
                 strings_can_be_null=False,
             ),
         )
-    except (pa.ArrowInvalid, FileNotFoundError) as error:
+    except pa.ArrowInvalid as error:
+        reason = _mask_digits(str(error).splitlines()[0])
         raise DataSourceError(
             f"cannot read SMS replies {path}: expected a CSV file with header "
-            f"msisdn,text,received_at ({str(error).splitlines()[0]})"
+            f"msisdn,text,received_at ({reason})"
         ) from None
     missing = {"msisdn", "text", "received_at"} - set(table.column_names)
     if missing:
+        found = _mask_digits(", ".join(table.column_names))
         raise DataSourceError(
             f"SMS replies {path} lack column(s) {', '.join(sorted(missing))}; "
-            f"expected msisdn,text,received_at, found {', '.join(table.column_names)}"
+            f"expected header msisdn,text,received_at, found {found}"
         )
-    return table
+    table = table.select(["msisdn", "text", "received_at"])
+    skipped["not_utf8"] = 0
+    if repaired:
+        broken = None
+        for name in table.column_names:
+            has = pc.match_substring(table.column(name), "\ufffd")
+            broken = has if broken is None else pc.or_(broken, has)
+        skipped["not_utf8"] = pc.sum(broken).as_py() or 0
+        table = table.filter(pc.invert(broken))
+        logger.warning(
+            "%s: %d rows are not UTF-8 and were skipped; convert the file with "
+            "`iconv -f gbk -t utf-8`",
+            path.name,
+            skipped["not_utf8"],
+        )
+    return table, skipped
 
 
 def _beijing_times(values: pa.Array) -> pa.Array:
@@ -511,9 +572,11 @@ def optout_from_replies(
     -------
     OptoutSummary
         Replies read, unsubscribes recognised, replies ignored because they
-        are not unsubscribes, rows with an unusable number or time.
+        are not unsubscribes, rows with an unusable number or time, and
+        rows skipped because they are not ``msisdn,text,received_at`` rows
+        (wrong column count, e.g. an unclosed quote) or not UTF-8.
     """
-    replies = _read_replies(path)
+    replies, skipped = _read_replies(path)
     msisdn = replies.column("msisdn").combine_chunks()
     well_formed = pc.fill_null(
         pc.match_substring_regex(
@@ -537,14 +600,28 @@ def optout_from_replies(
     )
     unsubscribes = pc.sum(chosen).as_py() or 0
     usable_count = pc.sum(usable).as_py() or 0
+    bad_number = len(well_formed) - (pc.sum(well_formed).as_py() or 0)
+    reasons = {
+        **skipped,
+        "bad_number": bad_number,
+        "bad_time": replies.num_rows - usable_count - bad_number,
+    }
+    hint = None
+    if skipped.get("not_utf8"):
+        hint = (
+            f"{skipped['not_utf8']} rows of {path.name} are not UTF-8; convert the "
+            f"file with `iconv -f gbk -t utf-8 {path.name}` and run again"
+        )
     summary = OptoutSummary(
-        replies=replies.num_rows,
+        replies=replies.num_rows + sum(skipped.values()),
         unsubscribes=unsubscribes,
         ignored_not_unsubscribe=usable_count - unsubscribes,
-        invalid=replies.num_rows - usable_count,
+        invalid=sum(reasons.values()),
         subscribers=len(pc.unique(tokens)),
         events_recorded=recorded,
         purposes=[check_purpose(p) for p in purposes],
+        invalid_by_reason=reasons,
+        hint=hint,
     )
     logger.info(
         "opt-out replies: %d read, %d unsubscribes, %d ignored, %d invalid",

@@ -51,6 +51,9 @@ _MARK = "\x1f"
 _FRACTION = r"(?:\.[0-9]+)?"
 _GROUPED = r"\+?[0-9](?:[ \-]?[0-9])*[Xx]?" + _FRACTION
 _CONTIGUOUS = r"\+?[0-9]+[Xx]?" + _FRACTION
+# A mobile number grouped 3-4-4 and run on into another number
+# ("139 1234 5678 2024") fails as a whole run; this pass cuts it out.
+_MOBILE_SHAPED = r"(?:\+?86[ \-]?)?1[3-9][0-9][ \-][0-9]{4}[ \-][0-9]{4}"
 
 _MOBILE = r"^(?:\+?86)?1[3-9][0-9]{9}$"
 _IMSI = r"^460[0-9]{12}$"
@@ -190,9 +193,11 @@ def scrub_pii(values: pa.Array | pa.ChunkedArray) -> PiiScrub:
     """Return ``values`` with mobile, ID-card, IMSI, IMEI and bank-card numbers masked.
 
     Each item found is replaced by a tag such as ``<mobile>``; nulls stay
-    null. Digits grouped with spaces or dashes (``138 1234 5678``) are
-    recognised, and a run that fails as a whole is tried again split at its
-    separators.
+    null. Text is first brought to Unicode NFKC form, so full-width digits
+    typed with a Chinese input method (``１３８…``) count as digits. Digits
+    grouped with spaces or dashes (``138 1234 5678``) are recognised, and a
+    run that fails as a whole is tried again for a mobile number inside it
+    and then split at its separators.
 
     Parameters
     ----------
@@ -219,11 +224,12 @@ def scrub_pii(values: pa.Array | pa.ChunkedArray) -> PiiScrub:
     present = pc.is_valid(values)
     # The marker must not occur in the text itself; it is a control character.
     text = pc.replace_substring(pc.fill_null(values, ""), _MARK, " ")
+    text = pc.utf8_normalize(text, "NFKC")
     counts = np.zeros(len(PII_KINDS), dtype=np.int64)
     tags = pa.array(["", *(f"<{name}>" for name in PII_KINDS)], pa.string())
     if len(text):
-        text = _scrub_pass(text, _GROUPED, counts, tags)
-        text = _scrub_pass(text, _CONTIGUOUS, counts, tags)
+        for pattern in (_GROUPED, _MOBILE_SHAPED, _CONTIGUOUS):
+            text = _scrub_pass(text, pattern, counts, tags)
     masked = pc.if_else(present, text, pa.scalar(None, pa.string()))
     found = {name: int(n) for name, n in zip(PII_KINDS, counts, strict=True)}
     if counts.any():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 
 __all__ = ["RAW_ID_PATTERNS", "find_raw_identifiers"]
 
@@ -13,7 +14,12 @@ __all__ = ["RAW_ID_PATTERNS", "find_raw_identifiers"]
 _BEFORE = r"(?<![0-9A-Za-z.])"
 _AFTER = r"(?![0-9A-Za-z])"
 RAW_ID_PATTERNS: dict[str, re.Pattern[str]] = {
-    "msisdn": re.compile(_BEFORE + r"(?:\+?86)?1[3-9][0-9]{9}" + _AFTER),
+    # Also written in groups: 138 1234 5678, 138-1234-5678.
+    "msisdn": re.compile(
+        _BEFORE
+        + r"(?:\+?86[ \-]?)?1[3-9][0-9](?:[0-9]{8}|[ \-][0-9]{4}[ \-][0-9]{4})"
+        + _AFTER
+    ),
     "imsi": re.compile(_BEFORE + r"460[0-9]{12}" + _AFTER),
     "imei": re.compile(_BEFORE + r"[0-9]{15}" + _AFTER),
     "id_card": re.compile(_BEFORE + r"[0-9]{17}[0-9Xx]" + _AFTER),
@@ -52,8 +58,10 @@ def find_raw_identifiers(text: str, limit: int = 10) -> dict[str, list[str]]:
     """Return up to ``limit`` matches per identifier kind found in ``text``.
 
     Matches are masked (all but the last two digits) so that reporting a leak
-    does not repeat it.
+    does not repeat it. Text is compared in Unicode NFKC form, so full-width
+    digits (``１３８…``) are found too.
     """
+    text = unicodedata.normalize("NFKC", text)
     found: dict[str, list[str]] = {}
     for kind, pattern in RAW_ID_PATTERNS.items():
         matches = pattern.findall(text)

@@ -1,6 +1,6 @@
 """Home cells and stay points of 10 M signalling events against reference tools.
 
-Run with ``.venv/bin/python benchmarks/profile.py [--events N] [--subscribers S]
+Run with ``.venv/bin/python benchmarks/home_cells.py [--events N] [--subscribers S]
 [--seed K] [--repeats R] [--trackintel-points P] [--staged] [--show-sql]``.
 Wall and CPU seconds are both printed: CPU seconds (all threads of this
 process) move less when other processes load the machine.
