@@ -111,3 +111,37 @@ def test_tier_size_estimate_is_audited(workspace, tmp_path):
 
     last = json.loads(workspace.audit_path.read_text().splitlines()[-1])
     assert (last["action"], last["subscribers"]) == ("segment estimate", 2)
+
+
+def test_exports_of_a_workspace_opened_by_a_relative_path_record_both_digests(
+    tmp_path, monkeypatch
+):
+    from pathlib import Path
+
+    from telcoreach.audience import build_audience
+    from telcoreach.privacy import file_sm3, record_consent
+    from telcoreach.privacy._pia import run_pia
+
+    monkeypatch.chdir(tmp_path)
+    workspace = init_workspace(Path("ws"))
+    people = ["a" * 24, "b" * 24]
+    engine = Engine(workspace)
+    engine.save("profiles", pa.table({"subscriber": people, "propensity": [0.9, 0.1]}))
+    engine.save("tiers", pa.table({"subscriber": people, "tier": ["busy", "busy"]}))
+    for purpose in ("marketing_sms", "profiling"):
+        record_consent(engine, people, purpose, True, source="test")
+    build_audience(engine, "busy", 10, workspace.exports_dir / "audience-busy.csv")
+    engine.close()
+    run_pia(workspace)
+
+    entries = [
+        json.loads(line) for line in workspace.audit_path.read_text().splitlines()
+    ]
+    by_action = {entry["action"]: entry for entry in entries}
+    for action, path in (
+        ("audience", workspace.exports_dir / "audience-busy.csv"),
+        ("pia", workspace.reports_dir / "pia.md"),
+    ):
+        entry = by_action[action]
+        assert entry["output_sm3"] == file_sm3(path), action
+        assert entry["output_sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()

@@ -275,3 +275,110 @@ def test_cli_refuses_unknown_purpose_in_one_line(workspace):
     )
     assert result.exit_code == 1
     assert "unknown consent purpose" in result.output
+
+
+def test_optout_skips_and_counts_malformed_rows_and_processes_the_rest(
+    workspace, tmp_path
+):
+    replies = tmp_path / "replies.csv"
+    replies.write_text(
+        "msisdn,text,received_at\n"
+        "13800000001,TD,2026-11-02 08:00:00\n"
+        "13912345678\n"  # one column
+        "13800000003,TD,2026-11-02 08:00:00,extra\n"  # four columns
+        "13800000004,STOP,2026-11-02 09:00:00\n",
+        encoding="utf-8",
+    )
+    engine = Engine(workspace)
+
+    summary = optout_from_replies(engine, workspace.pseudonymiser, replies)
+
+    assert (summary.replies, summary.unsubscribes, summary.invalid) == (4, 2, 2)
+    assert summary.invalid_by_reason["wrong_column_count"] == 2
+    first, fourth = token(workspace, "13800000001"), token(workspace, "13800000004")
+    assert allowed(engine, [first, fourth], "marketing_sms") == set()
+
+
+def test_optout_counts_an_unclosed_quote_as_invalid(workspace, tmp_path):
+    replies = tmp_path / "replies.csv"
+    replies.write_text(
+        "msisdn,text,received_at\n"
+        "13800000001,TD,2026-11-02 08:00:00\n"
+        '"13912345678,TD,2026-11-02 08:00:00\n',
+        encoding="utf-8",
+    )
+
+    summary = optout_from_replies(Engine(workspace), workspace.pseudonymiser, replies)
+
+    assert (summary.unsubscribes, summary.invalid) == (1, 1)
+
+
+def test_optout_counts_rows_that_are_not_utf8_and_names_the_fix(workspace, tmp_path):
+    replies = tmp_path / "replies.csv"
+    replies.write_bytes(
+        b"msisdn,text,received_at\n"
+        b"13800000001,TD,2026-11-02 08:00:00\n"
+        + "13800000004,退订,2026-11-02 09:00:00\n".encode("gbk")
+    )
+
+    summary = optout_from_replies(Engine(workspace), workspace.pseudonymiser, replies)
+
+    assert (summary.unsubscribes, summary.invalid) == (1, 1)
+    assert summary.invalid_by_reason["not_utf8"] == 1
+    assert "iconv -f gbk -t utf-8" in summary.hint
+
+
+def test_optout_error_on_a_headerless_file_does_not_echo_the_number(
+    workspace, tmp_path
+):
+    replies = tmp_path / "replies.csv"
+    replies.write_text("13912345678,TD,2026-11-02 08:00:00\n", encoding="utf-8")
+
+    result = CliRunner().invoke(
+        app, ["optout", "--replies", str(replies), "--workspace", str(workspace.root)]
+    )
+
+    assert result.exit_code == 1
+    assert "expected header msisdn,text,received_at" in result.output
+    assert find_raw_identifiers(result.output) == {}
+
+
+def test_grant_refuses_a_token_that_no_subscriber_has(workspace):
+    unknown = "a" * 24
+    ws = ["--workspace", str(workspace.root)]
+    runner = CliRunner()
+
+    refused = runner.invoke(
+        app, ["consent", "grant", unknown, "-p", "marketing_sms", *ws]
+    )
+    assert refused.exit_code == 1
+    assert "--allow-unknown" in refused.output
+    assert not Engine(workspace).has_table("consent_events")
+
+    forced = runner.invoke(
+        app,
+        ["consent", "grant", unknown, "-p", "marketing_sms", "--allow-unknown", *ws],
+    )
+    assert forced.exit_code == 0, forced.output
+
+
+def test_cli_at_accepts_a_time_without_seconds(workspace):
+    first = token(workspace, "13800000001")
+    result = CliRunner().invoke(
+        app,
+        [
+            "consent",
+            "revoke",
+            first,
+            "-p",
+            "marketing_sms",
+            "--at",
+            "2026-11-02 08:00",
+            "--workspace",
+            str(workspace.root),
+        ],
+    )
+
+    assert result.exit_code == 0, result.output
+    events = Engine(workspace).table("consent_events").to_pyarrow()
+    assert events.column("at").to_pylist() == [datetime(2026, 11, 2, 8, 0)]

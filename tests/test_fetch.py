@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import os
 import re
 import socket
 import threading
@@ -225,6 +226,8 @@ class _HttpState:
         self.root = root
         self.listing_hashes = listing_hashes
         self.extra_names: list[str] = []
+        #: SHA-256 the listing announces instead of the true one, by name.
+        self.announced: dict[str, str] = {}
         self.credentials = ("carrier", "s3cret")
         self.drop_after_bytes: int | None = None
         self.drops_left = 0
@@ -261,7 +264,11 @@ class _Handler(BaseHTTPRequestHandler):
             items = [
                 {"name": p.name, "size": p.stat().st_size, "url": f"/files/{p.name}"}
                 | (
-                    {"sha256": hashlib.sha256(p.read_bytes()).hexdigest()}
+                    {
+                        "sha256": self.state.announced.get(
+                            p.name, hashlib.sha256(p.read_bytes()).hexdigest()
+                        )
+                    }
                     if self.state.listing_hashes
                     else {}
                 )
@@ -401,6 +408,24 @@ def test_http_same_size_new_content_is_fetched_again(tmp_path, http, delivery):
     assert _inbox_files(workspace)["cells-1.csv"] == bytes(changed)
 
 
+def test_http_hash_mismatch_is_reported_as_a_changed_file_not_a_drop(
+    tmp_path, http, delivery
+):
+    workspace = _workspace(tmp_path, _http_settings(http, pattern="cells-1.csv"))
+    true_sha = hashlib.sha256((delivery / "cells-1.csv").read_bytes()).hexdigest()
+    http.announced["cells-1.csv"] = "0" * 64
+
+    with pytest.raises(DataSourceError) as raised:
+        fetch_source(workspace, "cells", sleep=_no_wait)
+
+    message = str(raised.value)
+    assert "file changed or corrupted at the source" in message
+    assert f"expected sha256 {'0' * 64} got {true_sha}" in message
+    assert "check the connection" not in message
+    assert len(http.ranges) == 2  # one retry, not settings.retries (2)
+    assert _inbox_files(workspace) == {}
+
+
 def test_http_wrong_password_is_a_clear_error(tmp_path, http, monkeypatch):
     workspace = _workspace(tmp_path, _http_settings(http))
     monkeypatch.setenv(PASSWORD_ENV, "wrong")
@@ -445,6 +470,35 @@ def test_folder_fetch_then_ingest_stores_rows_once(tmp_path, delivery):
     assert first.ingest["rows_stored"] == 7_000
     assert again.ingest["status"] == "nothing new to ingest"
     assert sum(b.rows_stored for b in Lake(workspace.lake).batches("cells")) == 7_000
+
+
+def test_fetch_ingest_takes_files_fetched_earlier_without_ingest(tmp_path, delivery):
+    workspace = _workspace(
+        tmp_path, {"protocol": "folder", "path": str(delivery), "pattern": "*.csv"}
+    )
+    fetch_source(workspace, "cells")
+
+    summary = fetch_source(workspace, "cells", ingest=True)
+
+    assert summary.fetched == []
+    assert summary.ingest["rows_stored"] == 7_000
+    again = fetch_source(workspace, "cells", ingest=True)
+    assert again.ingest["status"] == "nothing new to ingest"
+
+
+def test_folder_fetch_keeps_the_delivery_time_of_each_file(tmp_path, delivery):
+    workspace = _workspace(
+        tmp_path, {"protocol": "folder", "path": str(delivery), "pattern": "*.csv"}
+    )
+    delivered_ns = 1_790_000_000_123_456_789  # 2026-09-21, well before the fetch
+    os.utime(delivery / "cells-1.csv", ns=(delivered_ns, delivered_ns))
+
+    fetch_source(workspace, "cells")
+
+    inbox = workspace.root / "inbox" / "cells"
+    assert (inbox / "cells-1.csv").stat().st_mtime_ns == delivered_ns
+    source_ns = (delivery / "cells-2.csv").stat().st_mtime_ns
+    assert (inbox / "cells-2.csv").stat().st_mtime_ns == source_ns
 
 
 def test_password_written_in_config_is_refused_without_echoing_it():

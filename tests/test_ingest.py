@@ -260,3 +260,65 @@ def test_empty_folder_is_an_error(tmp_path):
 
     with pytest.raises(DataSourceError, match="no data files"):
         file_sources("signalling", [tmp_path / "empty"])
+
+
+DPI_HEADER = (
+    "msisdn,start_time,end_time,app_name,app_category,search_keywords,"
+    "bytes_up,bytes_down,host,cell_id\n"
+)
+DPI_ROW = "13812345678,2026-11-02 08:00:00,2026-11-02 08:05:00,{app},social,,1,2,h,c1"
+
+
+def test_gbk_file_is_one_clear_error_and_leaves_no_staging(workspace, tmp_path):
+    good = write(tmp_path / "2026-11-01.csv", [DPI_ROW.format(app="wx")], DPI_HEADER)
+    rows = [DPI_ROW.format(app="app"), DPI_ROW.format(app="微信")]
+    data = (DPI_HEADER + "\n".join(rows) + "\n").encode("gbk")
+    gbk = tmp_path / "2026-11-02.csv"
+    gbk.write_bytes(data)
+    # 微 is, by accident, a valid UTF-8 pair in GBK; 信 is not.
+    offset = data.index("信".encode("gbk"))
+
+    with pytest.raises(DataSourceError) as raised:
+        ingest(workspace, "dpi", good, gbk)
+
+    message = str(raised.value)
+    assert f"{gbk} is not UTF-8 text: invalid byte at line 3 (byte offset " in message
+    assert f"(byte offset {offset})" in message
+    assert f"iconv -f gbk -t utf-8 {gbk} > {gbk}.utf8" in message
+    assert "13812345678" not in message and "微" not in message
+    lake = Lake(workspace.lake)
+    assert lake.batches() == []
+    assert not list((workspace.lake / "_staging").glob("*"))
+    assert not list(workspace.lake.rglob("*.parquet"))
+
+
+def test_wrong_kind_file_error_names_top_reason_with_count(workspace, tmp_path):
+    from telcoreach.pipeline import run_ingest
+
+    signalling = write(tmp_path / "2026-11-02.csv", GOOD)
+
+    with pytest.raises(DataSourceError) as raised:
+        run_ingest(workspace, "dpi", [signalling])
+
+    # Every line of a file with the wrong header is quarantined: header + 3.
+    message = str(raised.value)
+    assert "no row of dpi could be stored: all 4 rows went to the quarantine" in (
+        message
+    )
+    assert "file header does not match kind dpi: missing start_time" in message
+    assert message.endswith("(4 rows)")
+    assert Engine(workspace).quarantine("dpi").count().to_pyarrow().as_py() == 4
+
+
+def test_header_only_file_says_it_has_no_data_rows(workspace, tmp_path):
+    from telcoreach.pipeline import run_ingest
+
+    path = tmp_path / "2026-11-02.csv"
+    path.write_text(HEADER, encoding="utf-8")
+
+    with pytest.raises(DataSourceError, match=r"file 2026-11-02\.csv has no data rows"):
+        run_ingest(workspace, "signalling", [path])
+
+    assert Lake(workspace.lake).batches() == []
+    write(path, GOOD)  # delivered in full later: not skipped as already seen
+    assert run_ingest(workspace, "signalling", [path])["rows_stored"] == 3

@@ -180,9 +180,42 @@ def test_drop_unmatched_deletes_rows_of_subscribers_without_raw_id(workspace, tm
     summary = rotate_key(workspace, [partial], drop_unmatched=True)
 
     kept = reference_token(key_of(workspace), "msisdn", "13812345678")
-    assert summary["rows_dropped"] == 2  # one event and one subscriber row
+    # One event, one subscriber record and one profile.
+    assert summary["rows_dropped"] == 3
     assert set(lake_column(workspace, "signalling", "subscriber")) == {kept}
     assert set(lake_column(workspace, "signalling", "imsi_token")) == {None}
+
+
+def test_drop_unmatched_counts_dropped_rows_of_every_table(workspace, tmp_path):
+    from telcoreach.privacy import record_consent
+
+    dropped_token = reference_token(key_of(workspace), "msisdn", "13912345678")
+    engine = Engine(workspace)
+    record_consent(engine, [dropped_token], "marketing_sms", True, source="form")
+    engine.close()
+    partial = tmp_path / "partial.csv"
+    partial.write_text("msisdn\n13812345678\n", encoding="utf-8")
+
+    summary = rotate_key(workspace, [partial], drop_unmatched=True)
+
+    assert summary["rows_dropped_by_table"] == {
+        "lake:signalling": 1,
+        "lake:subscribers": 1,
+        "warehouse:profiles": 1,
+        "warehouse:consent_events": 1,
+    }
+    assert summary["rows_dropped"] == 4
+
+
+def test_resolve_refuses_a_raw_number_without_echoing_it(workspace):
+    result = CliRunner().invoke(
+        app,
+        ["keys", "resolve", "13912345678", "--workspace", str(workspace.root)],
+    )
+
+    assert result.exit_code == 1
+    assert "not a subscriber token" in result.output
+    assert find_raw_identifiers(result.output) == {}
 
 
 def test_interrupted_rotation_blocks_tokenising_and_a_rerun_finishes_it(

@@ -96,7 +96,10 @@ def test_pia_states_safeguards_from_the_workspace(workspace):
     assert f"key fingerprint `{workspace.pseudonymiser.fingerprint}`" in text
     assert "k = 10" in text
     assert "chain **intact**" in text
-    assert "| audience | 1 | 1 | marketing |" in text
+    assert (
+        "| audience | subscriber-level (tokens) | export file (marketing) "
+        "| 1 | 1 | marketing |" in text
+    )
 
 
 def test_pia_reports_a_broken_audit_chain(workspace):
@@ -134,3 +137,51 @@ def test_cli_pia_writes_markdown_and_audits_its_hash(workspace):
     assert json.loads(result.stdout)["path"] == str(path)
     last = json.loads(workspace.audit_path.read_text().splitlines()[-1])
     assert last["action"] == "pia" and last["output_sm3"] == file_sm3(path)
+
+
+def test_pia_recipients_list_partner_sharing_even_without_an_output_file(workspace):
+    details = {"mode": "cardinality", "consent_purpose": "sharing:Acme Bank"}
+    workspace.record_use(
+        "psi serve", "customer matching", subscribers=7, details=details
+    )
+    workspace.record_use("fl train", "joint modelling", subscribers=50)
+
+    text = pia_text(workspace)
+
+    assert "| psi serve | count only | Acme Bank | 1 | 7 | customer matching |" in text
+    assert "| fl train | model updates | federation parties | 1 | 50 |" in text
+
+
+def test_pia_marks_measurement_reports_as_location_data(workspace):
+    rows = [
+        line
+        for line in pia_text(workspace).splitlines()
+        if line.startswith("| `measurement_reports`")
+    ]
+
+    assert len(rows) == 1
+    assert "location" in rows[0].split("|")[2]
+    assert "**yes**: whereabouts" in rows[0]
+
+
+def test_cli_pia_json_states_the_facts_of_the_assessment(workspace):
+    result = CliRunner().invoke(
+        app, ["pia", "--workspace", str(workspace.root), "--json"]
+    )
+
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    path = workspace.reports_dir / "pia.md"
+    assert summary["output_sm3"] == file_sm3(path)
+    assert len(summary["output_sha256"]) == 64
+    assert "4. Safeguards (Art. 56(3))" in summary["sections"]
+    categories = {c["kind"]: c for c in summary["categories"]}
+    assert categories["signalling"]["rows"] == 2
+    assert categories["signalling"]["sensitive"]
+    assert summary["consent"]["marketing_sms"] == {
+        "known": 3,
+        "consenting": 1,
+        "revoked": 1,
+    }
+    assert [r["action"] for r in summary["recipients"]] == ["audience"]
+    assert find_raw_identifiers(result.stdout) == {}

@@ -16,8 +16,10 @@ import pyarrow as pa
 import pyarrow.csv as pv
 import pytest
 
+from telcoreach.engine import Engine
 from telcoreach.errors import DataSourceError
-from telcoreach.privacy import find_raw_identifiers
+from telcoreach.privacy import file_sm3, find_raw_identifiers, record_consent
+from telcoreach.privacy._forget import forget_subscriber
 from telcoreach.privacy.psi import read_identifiers
 from telcoreach.privacy.psi._curves import (
     _multiply,
@@ -79,9 +81,28 @@ def _canonical(value: str) -> str:
     return digits[2:] if len(digits) == 13 and digits.startswith("86") else digits
 
 
+ENTERPRISE = "Acme Bank"
+
+
+def _grant_sharing(workspace: Path, numbers: list[str]) -> None:
+    """Record consent ``sharing:Acme Bank`` for ``numbers`` in ``workspace``."""
+    opened = Workspace.open(workspace)
+    tokens = opened.pseudonymiser.tokenise("msisdn", pa.array(numbers, pa.string()))
+    engine = Engine(opened)
+    try:
+        record_consent(engine, tokens, f"sharing:{ENTERPRISE}", True, source="test")
+    finally:
+        engine.close()
+
+
 def _workspaces(tmp_path: Path) -> tuple[Path, Path]:
+    """Create both workspaces; every carrier number consents to the sharing."""
     carrier = Workspace.create(tmp_path / "carrier-ws").root
     enterprise = Workspace.create(tmp_path / "enterprise-ws").root
+    carrier_csv = tmp_path / "carrier.csv"
+    if carrier_csv.exists():
+        numbers = pv.read_csv(carrier_csv).column("msisdn").to_pylist()
+        _grant_sharing(carrier, sorted({n for n in numbers if n and n.isdigit()}))
     return carrier, enterprise
 
 
@@ -92,7 +113,15 @@ def _environment() -> dict[str, str]:
 
 
 def _serve_args(csv: Path, workspace: Path, *extra: str) -> list[str]:
-    return ["--input", str(csv), "-w", str(workspace), *extra]
+    return [
+        "--input",
+        str(csv),
+        "--enterprise",
+        ENTERPRISE,
+        "-w",
+        str(workspace),
+        *extra,
+    ]
 
 
 def _join_args(csv: Path, workspace: Path, *extra: str) -> list[str]:
@@ -193,6 +222,59 @@ def test_carrier_output_holds_the_workspace_tokens_of_the_shared_numbers(tmp_pat
     pseudonymiser = Workspace.open(carrier_ws).pseudonymiser
     expected = {pseudonymiser.token("msisdn", number) for number in truth}
     assert set(written.column("subscriber").to_pylist()) == expected
+
+
+def test_serve_drops_erased_and_non_consenting_subscribers_before_matching(
+    tmp_path,
+):
+    shared = ["13800000001", "13800000002", "13800000003", "13800000004"]
+    carrier_csv = tmp_path / "carrier.csv"
+    enterprise_csv = tmp_path / "enterprise.csv"
+    pv.write_csv(pa.table({"msisdn": [*shared, "13900000009"]}), carrier_csv)
+    pv.write_csv(pa.table({"phone": shared}), enterprise_csv)
+    carrier_ws = Workspace.create(tmp_path / "carrier-ws").root
+    enterprise_ws = Workspace.create(tmp_path / "enterprise-ws").root
+    # The third never agreed to the sharing; the fourth agreed, then was erased.
+    _grant_sharing(carrier_ws, [shared[0], shared[1], shared[3], "13900000009"])
+    erased = Workspace.open(carrier_ws).pseudonymiser.token("msisdn", shared[3])
+    forget_subscriber(Workspace.open(carrier_ws), erased)
+
+    serve, join = _run_pair(
+        _serve_args(carrier_csv, carrier_ws, "--json"),
+        _join_args(enterprise_csv, enterprise_ws, "--json"),
+    )
+
+    assert serve.returncode == 0 and join.returncode == 0, serve.stderr + join.stderr
+    served, joined = json.loads(serve.stdout), json.loads(join.stdout)
+    assert (served["excluded_erased"], served["excluded_no_consent"]) == (1, 1)
+    assert joined["peer_identifiers"] == 3  # the enterprise never saw the two
+    assert served["intersection"] == joined["intersection"] == 2
+    pseudonymiser = Workspace.open(carrier_ws).pseudonymiser
+    written = set(pv.read_csv(served["output"]).column("subscriber").to_pylist())
+    assert written == {pseudonymiser.token("msisdn", n) for n in shared[:2]}
+    audit = json.loads((carrier_ws / "audit.log").read_text().splitlines()[-1])
+    assert audit["output_sm3"] == file_sm3(Path(served["output"]))
+    assert audit["details"]["consent_purpose"] == f"sharing:{ENTERPRISE}"
+
+
+def _no_enterprise(csv: Path, workspace: Path) -> list[str]:
+    return ["--input", str(csv), "-w", str(workspace), "--wait", "1"]
+
+
+def test_serve_without_a_named_enterprise_is_refused(tmp_path):
+    carrier_csv, _, _, _, _ = _party_files(tmp_path, 30, 20)
+    carrier_ws, _ = _workspaces(tmp_path)
+
+    result = subprocess.run(
+        [*CLI, "psi", "serve", "--port", "0", *_no_enterprise(carrier_csv, carrier_ws)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=_environment(),
+    )
+
+    assert result.returncode == 1
+    assert "--enterprise NAME" in result.stderr
 
 
 def test_cardinality_only_reports_the_count_and_writes_no_members(tmp_path):

@@ -499,3 +499,66 @@ def test_history_does_not_flag_a_small_count_moving_within_its_counting_noise():
 
     # 15 against a steady 17: within sqrt(17) = 4.1 rows of Poisson noise.
     assert series.jumps == []
+
+
+@pytest.mark.parametrize(
+    ("options", "expected"),
+    [
+        (["--history", "--kind", "bogus"], "unknown kind 'bogus'; expected one of"),
+        (
+            ["--history", "--kind", "dpi", "--check", "volumee"],
+            "unknown check 'volumee'; expected one of",
+        ),
+        (["--kind", "bogus"], "--kind and --check select the trend"),
+    ],
+)
+def test_quality_cli_refuses_unknown_kind_or_check(tmp_path, options, expected):
+    workspace = init_workspace(tmp_path / "ws")
+
+    result = runner.invoke(app, ["quality", "-w", str(workspace.root), *options])
+
+    assert result.exit_code == 1
+    assert expected in " ".join(result.output.split())
+
+
+def test_history_error_lists_the_valid_checks(tmp_path):
+    workspace = init_workspace(tmp_path / "ws")
+
+    with pytest.raises(ConfigError) as raised:
+        quality_history(workspace, kind="dpi", check="volumee")
+
+    listed = str(raised.value).split("expected one of ")[1].split(", ")
+    assert {"volume", "missing", "freshness", "identity"} <= set(listed)
+
+
+@pytest.mark.parametrize(
+    "quality",
+    [
+        {"checks": {"missing": {"threshold": 5}}},
+        {"checks": {"identity": {"threshold": 1.5}}},
+        {"sources": {"dpi": {"duplicates": {"threshold": 2}}}},
+    ],
+)
+def test_share_threshold_above_one_is_refused(quality):
+    with pytest.raises(ConfigError, match="share between 0 and 1"):
+        parse_config({"quality": quality}, "test configuration")
+
+
+def test_checks_entry_may_set_severity_or_threshold_alone():
+    config = parse_config(
+        {
+            "quality": {
+                "checks": {
+                    "missing": {"severity": "warn"},
+                    "freshness": {"threshold": 6},
+                }
+            }
+        },
+        "test configuration",
+    )
+
+    default = Config().quality.checks
+    assert config.quality.checks.missing.severity == "warn"
+    assert config.quality.checks.missing.threshold == default.missing.threshold
+    assert config.quality.checks.freshness.threshold == 6
+    assert config.quality.checks.freshness.severity == default.freshness.severity

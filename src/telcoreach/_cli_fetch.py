@@ -24,7 +24,11 @@ def fetch(
         str, typer.Argument(help="Source name (or record kind) in the config.")
     ],
     ingest: Annotated[
-        bool, typer.Option("--ingest", help="Ingest the newly fetched files.")
+        bool,
+        typer.Option(
+            "--ingest",
+            help="Ingest every inbox file of the source not yet in the lake.",
+        ),
     ] = False,
     workspace: WorkspaceOption = None,
     as_json: JsonOption = False,

@@ -50,6 +50,13 @@ OutOption = Annotated[
     ),
 ]
 PurposeOption = Annotated[str, typer.Option(help="Purpose, for the audit log.")]
+EnterpriseOption = Annotated[
+    str | None,
+    typer.Option(
+        help="The partner: only subscribers with consent sharing:NAME take part "
+        "(required by serve unless --purpose is sharing:NAME).",
+    ),
+]
 WorkersOption = Annotated[
     int | None, typer.Option(min=1, help="Processes for the curve arithmetic.")
 ]
@@ -86,6 +93,7 @@ def psi_serve(
     cardinality_only: CardinalityOption = False,
     out: OutOption = None,
     purpose: PurposeOption = "customer matching",
+    enterprise: EnterpriseOption = None,
     workers: WorkersOption = None,
     batch: BatchOption = 65536,
     timeout: TimeoutOption = 60.0,
@@ -119,6 +127,7 @@ def psi_serve(
             cardinality_only=cardinality_only,
             out=out,
             purpose=purpose,
+            enterprise=enterprise,
             batch=batch,
             timeout_s=timeout,
             pool=pool,
@@ -139,6 +148,7 @@ def psi_join(
     cardinality_only: CardinalityOption = False,
     out: OutOption = None,
     purpose: PurposeOption = "customer matching",
+    enterprise: EnterpriseOption = None,
     workers: WorkersOption = None,
     batch: BatchOption = 65536,
     timeout: TimeoutOption = 60.0,
@@ -168,6 +178,7 @@ def psi_join(
             cardinality_only=cardinality_only,
             out=out,
             purpose=purpose,
+            enterprise=enterprise,
             batch=batch,
             timeout_s=timeout,
             pool=pool,

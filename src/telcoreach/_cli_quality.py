@@ -113,6 +113,13 @@ def quality(
         )
         raise typer.Exit(1)
 
+    if not history and (kind is not None or check is not None):
+        err.print(
+            "[bold red]error:[/] --kind and --check select the trend shown by "
+            "--history; add --history (the gates always cover every kind)"
+        )
+        raise typer.Exit(1)
+
     if history:
         summary = _run(
             debug,

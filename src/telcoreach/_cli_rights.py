@@ -42,7 +42,16 @@ _Source = Annotated[
 ]
 _At = Annotated[
     datetime | None,
-    typer.Option(help="When the person decided (Beijing time) [default: now]."),
+    typer.Option(
+        help="When the person decided (Beijing time) [default: now].",
+        formats=[
+            "%Y-%m-%d",
+            "%Y-%m-%dT%H:%M:%S",
+            "%Y-%m-%d %H:%M:%S",
+            "%Y-%m-%dT%H:%M",
+            "%Y-%m-%d %H:%M",
+        ],
+    ),
 ]
 
 
@@ -53,11 +62,18 @@ def _change(
     source: str,
     at: datetime | None,
     workspace: Path | None,
+    allow_unknown: bool = False,
 ) -> dict[str, Any]:
     from telcoreach.privacy._consent import change_consent
 
     return change_consent(
-        _workspace(workspace), tokens, purpose, granted, source=source, at=at
+        _workspace(workspace),
+        tokens,
+        purpose,
+        granted,
+        source=source,
+        at=at,
+        allow_unknown=allow_unknown,
     )
 
 
@@ -67,12 +83,22 @@ def consent_grant(
     purpose: _Purpose,
     source: _Source = "cli",
     at: _At = None,
+    allow_unknown: Annotated[
+        bool,
+        typer.Option(
+            "--allow-unknown",
+            help="Record the grant even for tokens no lake table or profile holds.",
+        ),
+    ] = False,
     workspace: WorkspaceOption = None,
     as_json: JsonOption = False,
     debug: DebugOption = False,
 ) -> None:
     """Record that subscribers consented to a purpose."""
-    summary = _run(debug, lambda: _change(tokens, purpose, True, source, at, workspace))
+    summary = _run(
+        debug,
+        lambda: _change(tokens, purpose, True, source, at, workspace, allow_unknown),
+    )
     _emit(summary, as_json, "consent granted")
 
 

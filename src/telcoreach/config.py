@@ -301,6 +301,34 @@ class QualityChecks(_Strict):
     identity: QualityGate = QualityGate(threshold=0.99, severity="warn")
     freshness: QualityGate = QualityGate(threshold=1.0, severity="warn")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _fill_from_defaults(cls, data: Any) -> Any:
+        """Let ``checks.<check>`` set threshold or severity alone."""
+        if not isinstance(data, dict):
+            return data
+        filled = dict(data)
+        for name, value in data.items():
+            default = cls.model_fields.get(name)
+            if isinstance(value, dict) and default is not None:
+                filled[name] = {**default.default.model_dump(), **value}
+        return filled
+
+    @model_validator(mode="after")
+    def _shares_within_one(self) -> QualityChecks:
+        for name in type(self).model_fields:
+            _check_share(name, getattr(self, name).threshold, f"checks.{name}")
+        return self
+
+
+def _check_share(check: str, threshold: float | None, where: str) -> None:
+    """Raise ValueError when a share threshold is outside [0, 1]."""
+    if check != "freshness" and threshold is not None and threshold > 1:
+        raise ValueError(
+            f"{where}.threshold is a share between 0 and 1 (0.05 is 5 %), found "
+            f"{threshold:g}; only freshness is in hours"
+        )
+
 
 class QualityHistoryConfig(_Strict):
     """When ``quality --history`` flags a day as a jump."""
@@ -332,6 +360,8 @@ class QualityConfig(_Strict):
                     f"sources.{kind}: unknown check {', '.join(unknown)}; expected "
                     f"one of {', '.join(sorted(known))}"
                 )
+            for check, override in overrides.items():
+                _check_share(check, override.threshold, f"sources.{kind}.{check}")
         return value
 
     def gate(self, check: str, kind: str) -> QualityGate:

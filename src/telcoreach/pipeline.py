@@ -16,7 +16,7 @@ from typing import Any
 
 from telcoreach.config import Config, load_config
 from telcoreach.engine import Engine
-from telcoreach.errors import ConsentError, WorkspaceError
+from telcoreach.errors import ConsentError, DataSourceError, WorkspaceError
 from telcoreach.ingest import ProgressCallback, ingest_batch, open_sources
 from telcoreach.workspace import Workspace
 
@@ -73,8 +73,14 @@ def run_ingest(
     options: dict[str, Any] | None = None,
     data_dir: Path | None = None,
     progress: ProgressCallback | None = None,
+    fail_if_nothing_stored: bool = True,
 ) -> dict[str, Any]:
-    """Ingest files (or a public data set through an adapter) as ``kind``."""
+    """Ingest files (or a public data set through an adapter) as ``kind``.
+
+    Raises :class:`DataSourceError` naming the top quarantine reasons (or the
+    files without data rows) when new input stored no row, unless
+    ``fail_if_nothing_stored`` is False; the quarantine is kept either way.
+    """
     data_dir = data_dir or (
         Path(workspace.config.data_dir) if workspace.config.data_dir else None
     )
@@ -93,6 +99,8 @@ def run_ingest(
             "rows_quarantined": summary.rows_quarantined,
         },
     )
+    if fail_if_nothing_stored and summary.problem is not None:
+        raise DataSourceError(summary.problem)
     return summary.to_dict()
 
 
@@ -359,7 +367,9 @@ def run_report(
         action="report",
         purpose="reporting",
         tables=["profiles", "tiers", "scores", "consent_events"],
-        output=summary.get("path"),
+        # Absolute, so a workspace opened by a relative path is not resolved
+        # twice (which would record no digest).
+        output=Path(summary["path"]).resolve() if summary.get("path") else None,
         details={"evaluated_against_truth": evaluation is not None},
     )
     if evaluation is not None:
@@ -433,6 +443,7 @@ def run_all(
             [Path(p) for p in source.paths],
             adapter=source.adapter,
             options=source.options,
+            fail_if_nothing_stored=False,
         )
     done = len(config.sources)
     if config.sources:

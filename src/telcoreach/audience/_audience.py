@@ -210,7 +210,9 @@ def build_audience(
         purpose,
         tables=["profiles", "tiers", "scores", "subscribers", "consent_events"],
         subscribers=exported,
-        output=out,
+        # Absolute: a workspace opened by a relative path would resolve a
+        # relative ``out`` twice and record no digest.
+        output=Path(out).resolve(),
         details={
             "segment": segment,
             "top": top,

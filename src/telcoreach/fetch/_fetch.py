@@ -154,24 +154,41 @@ def _with_retries(
     what: str,
     sleep: Callable[[float], None],
 ) -> tuple[Any, int]:
-    """Run ``action``, retrying interruptions; return its result and retries."""
-    for attempt in range(settings.retries + 1):
+    """Run ``action``, retrying interruptions; return its result and retries.
+
+    A complete download whose SHA-256 differs from the announced one is not a
+    network problem: it is tried once more (the file may have been replaced
+    mid-download), then reported as changed or corrupted at the source.
+    """
+    drops = 0
+    hash_retried = False
+    while True:
         try:
-            return action(), attempt
-        except TransferInterruptedError as error:
-            if attempt == settings.retries:
+            return action(), drops + hash_retried
+        except _HashMismatchError as error:
+            if hash_retried or settings.retries == 0:
                 raise DataSourceError(
-                    f"{what} failed after {attempt + 1} attempts ({error}); "
+                    f"{what}: file changed or corrupted at the source: expected "
+                    f"sha256 {error.expected} got {error.found}; ask the sender to "
+                    "re-publish the file or its checksum, then run fetch again"
+                ) from None
+            hash_retried = True
+            logger.warning("%s: SHA-256 mismatch; downloading once more", what)
+            transport.reset()
+        except TransferInterruptedError as error:
+            if drops == settings.retries:
+                raise DataSourceError(
+                    f"{what} failed after {drops + 1} attempts ({error}); "
                     "check the connection and run fetch again (a partial "
                     "download resumes where it stopped)"
                 ) from None
-            wait_s = min(settings.backoff_s * 2**attempt, _MAX_BACKOFF_S)
+            wait_s = min(settings.backoff_s * 2**drops, _MAX_BACKOFF_S)
+            drops += 1
             logger.warning(
                 "%s interrupted (%s); retrying in %.1f s", what, error, wait_s
             )
             transport.reset()
             sleep(wait_s)
-    raise AssertionError("unreachable")  # pragma: no cover
 
 
 def _sha256(path: Path) -> str:
@@ -180,7 +197,16 @@ def _sha256(path: Path) -> str:
 
 
 class _MismatchError(TransferInterruptedError):
-    """The downloaded bytes do not match the announced size or hash."""
+    """Fewer or more bytes arrived than announced: a transfer problem."""
+
+
+class _HashMismatchError(Exception):
+    """All announced bytes arrived but their SHA-256 is not the announced one."""
+
+    def __init__(self, expected: str, found: str) -> None:
+        super().__init__(f"expected sha256 {expected} got {found}")
+        self.expected = expected
+        self.found = found
 
 
 def _fetch_one(
@@ -213,15 +239,18 @@ def _fetch_one(
 
     size = part.stat().st_size
     sha256 = _sha256(part)
-    problem = None
     if remote.size is not None and size != remote.size:
-        problem = f"got {size} bytes, the source announced {remote.size}"
-    elif remote.sha256 is not None and sha256 != remote.sha256:
-        problem = f"SHA-256 {sha256} differs from the announced {remote.sha256}"
-    if problem:
         part.unlink()
-        raise _MismatchError(f"{remote.name}: {problem}")
+        raise _MismatchError(
+            f"{remote.name}: got {size} bytes, the source announced {remote.size}"
+        )
+    if remote.sha256 is not None and sha256 != remote.sha256:
+        part.unlink()
+        raise _HashMismatchError(remote.sha256, sha256)
 
+    if remote.modified_ns is not None:
+        # Like shutil.copy2: the copy keeps the time the file was delivered.
+        os.utime(part, ns=(remote.modified_ns, remote.modified_ns))
     os.replace(part, target)
     identity_path.unlink()
     _fsync_folder(target.parent)
@@ -253,7 +282,8 @@ def fetch_source(
     name : str
         The source's ``name`` (or its record kind when it has none).
     ingest : bool
-        Ingest the newly fetched files with
+        Ingest every inbox file of the source not yet in the lake (new or
+        fetched earlier without ``ingest``) with
         :func:`telcoreach.pipeline.run_ingest`.
     progress : callable, optional
         ``progress(description, done, total)`` after each file.
@@ -336,26 +366,57 @@ def fetch_source(
     )
 
     if ingest:
-        summary.ingest = _ingest(workspace, source, inbox, summary.fetched, progress)
+        summary.ingest = _ingest(workspace, source, inbox, ledger, progress)
     summary.seconds = time.perf_counter() - started
     return summary
+
+
+def _not_in_lake(
+    workspace: Workspace, source: SourceConfig, inbox: Path, ledger: FetchLedger
+) -> list[Path]:
+    """Return the inbox files of ``source`` whose content the lake lacks.
+
+    A file's SHA-256 comes from the ledger when the file still has the size
+    recorded at fetch time, so a large inbox is not read again on each run.
+    """
+    from telcoreach.ingest._batch import file_sha256
+    from telcoreach.lake import Lake
+
+    known = Lake(workspace.lake).known_source_hashes(source.kind)
+    name = _source_name(source)
+    pending = []
+    for path in sorted(inbox.iterdir()):
+        if not path.is_file() or path.name.startswith("."):
+            continue
+        entry = ledger.entry(name, path.name) or {}
+        sha256 = entry.get("sha256")
+        if sha256 is None or entry.get("size") != path.stat().st_size:
+            sha256 = file_sha256(path)
+        if sha256 not in known:
+            pending.append(path)
+    return pending
 
 
 def _ingest(
     workspace: Workspace,
     source: SourceConfig,
     inbox: Path,
-    fetched: list[str],
+    ledger: FetchLedger,
     progress: ProgressCallback | None,
 ) -> dict[str, Any]:
+    """Ingest every inbox file of ``source`` not yet in the lake.
+
+    That includes files fetched by an earlier run without ``--ingest``.
+    """
     from telcoreach.pipeline import run_ingest
 
-    if not fetched:
+    pending = _not_in_lake(workspace, source, inbox, ledger)
+    if not pending:
         return {"kind": source.kind, "status": "nothing new to ingest"}
     return run_ingest(
         workspace,
         source.kind,
-        [inbox / name for name in fetched],
+        pending,
         adapter=source.adapter,
         options=source.options,
         progress=progress,

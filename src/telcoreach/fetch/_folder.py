@@ -41,6 +41,8 @@ class FolderTransport:
                         version=str(stat.st_mtime_ns),
                         sha256=None,
                         location=entry.path,
+                        # The drop-folder time is when the carrier delivered.
+                        modified_ns=stat.st_mtime_ns,
                     )
                 )
         return files

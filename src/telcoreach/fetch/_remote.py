@@ -31,6 +31,10 @@ class RemoteFile:
         SHA-256 announced by the channel (an HTTP listing may carry it).
     location : str
         Where the transport reads it (a path or a URL).
+    modified_ns : int or None
+        Modification time (ns since the epoch) the inbox copy keeps, when it
+        is the real arrival time (a drop folder). None: the copy is stamped
+        with the fetch time, the arrival at the carrier's side (SFTP, HTTP).
     """
 
     name: str
@@ -38,6 +42,7 @@ class RemoteFile:
     version: str | None
     sha256: str | None
     location: str
+    modified_ns: int | None = None
 
     def identity(self) -> dict[str, object]:
         """Return what identifies this version of the file."""

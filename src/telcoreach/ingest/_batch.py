@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import shutil
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
@@ -87,6 +88,8 @@ class IngestSummary:
     rows_forgotten: int = 0
     #: Personal data masked in free-text fields, by kind (mobile, id_card...).
     pii_masked: dict[str, int] = field(default_factory=dict)
+    #: New inputs that held no data row (empty or a header only).
+    empty_sources: list[str] = field(default_factory=list)
 
     @property
     def rows_quarantined(self) -> int:
@@ -95,10 +98,40 @@ class IngestSummary:
 
     @property
     def status(self) -> str:
-        """``stored``, ``already ingested`` or ``nothing stored``."""
+        """Return the outcome: ``stored``, ``nothing stored`` or why not stored.
+
+        ``already ingested``, ``no data rows`` (the new inputs held none) or
+        ``all rows erased`` (every row was of an erased subscriber).
+        """
         if self.batch_id is None:
-            return "already ingested"
-        return "stored" if self.rows_stored else "nothing stored"
+            return "no data rows" if self.empty_sources else "already ingested"
+        if self.rows_stored:
+            return "stored"
+        if self.rows_forgotten and not self.rows_quarantined:
+            return "all rows erased"  # every row was of an erased subscriber
+        return "nothing stored"
+
+    @property
+    def problem(self) -> str | None:
+        """Return why nothing was stored (top quarantine reasons), else None."""
+        if self.status == "no data rows":
+            names = ", ".join(self.empty_sources)
+            return (
+                f"file {names} has no data rows (empty or a header only); expected "
+                f"at least one row of {self.kind}; nothing was stored, so the file "
+                "can be ingested again once it is delivered in full"
+            )
+        if self.status != "nothing stored":
+            return None
+        top = sorted(self.quarantined.items(), key=lambda item: -item[1])[:3]
+        reasons = "; ".join(f"{reason} ({rows:,} rows)" for reason, rows in top)
+        more = len(self.quarantined) - len(top)
+        others = f"; and {more} other reasons" if more > 0 else ""
+        return (
+            f"no row of {self.kind} could be stored: all {self.rows_quarantined:,} "
+            f"rows went to the quarantine (batch {self.batch_id}). Top reasons: "
+            f"{reasons}{others}"
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """Return the summary as a JSON-serialisable dict."""
@@ -109,6 +142,7 @@ class IngestSummary:
             "files": self.files,
             "files_skipped": self.files_skipped,
             "skipped_sources": self.skipped_sources,
+            "empty_sources": self.empty_sources,
             "rows_in": self.rows_in,
             "rows_stored": self.rows_stored,
             "rows_quarantined": self.rows_quarantined,
@@ -119,6 +153,7 @@ class IngestSummary:
             "first_day": self.days[0] if self.days else None,
             "last_day": self.days[-1] if self.days else None,
             "seconds": round(self.seconds, 2),
+            "problem": self.problem,
         }
 
 
@@ -180,11 +215,95 @@ def _read_header(path: Path) -> list[str] | None:
     try:
         with pa.input_stream(str(path), compression="detect") as stream:
             head = stream.read(1 << 16)
-        first = head.split(b"\n", 1)[0].decode("utf-8-sig")
-    except (UnicodeDecodeError, OSError, pa.ArrowInvalid):
+    except (OSError, pa.ArrowInvalid):
         return None
+    line = head.split(b"\n", 1)[0]
+    try:
+        first = line.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        if _guess_encoding(line) is not None:
+            raise _not_utf8(path) from None
+        return None  # binary garbage: quarantined line by line
     names = [name.strip().strip('"') for name in first.rstrip("\r\n").split(",")]
     return names if any(names) else None
+
+
+def _guess_encoding(data: bytes) -> str | None:
+    """Return ``gbk`` when ``data`` reads as Chinese GBK/GB18030 text, else None."""
+    try:
+        text = data.decode("gb18030")
+    except UnicodeDecodeError:
+        return None
+    printable = sum(ch.isprintable() or ch in "\r\t" for ch in text)
+    return "gbk" if text and printable == len(text) else None
+
+
+def _first_invalid_utf8(path: Path) -> tuple[int, int, bytes] | None:
+    """Return (byte offset, line, that line's bytes) of the first non-UTF-8 byte.
+
+    Reads the (decompressed) file in blocks; a multi-byte character cut by a
+    block boundary is carried over to the next block.
+    """
+    offset = 0
+    newlines = 0
+    carry = b""
+    with pa.input_stream(str(path), compression="detect") as stream:
+        while True:
+            block = stream.read(1 << 20)
+            data = carry + block
+            if not data:
+                return None
+            try:
+                data.decode("utf-8")
+            except UnicodeDecodeError as error:
+                cut = error.start
+                if block and error.end == len(data) and len(data) - cut < 4:
+                    carry = data[cut:]  # maybe a character cut by the block end
+                else:
+                    start = data.rfind(b"\n", 0, cut) + 1
+                    stop = data.find(b"\n", cut)
+                    line_bytes = data[start : stop if stop >= 0 else len(data)]
+                    return (
+                        offset + cut,
+                        newlines + data.count(b"\n", 0, cut) + 1,
+                        line_bytes,
+                    )
+            else:
+                cut, carry = len(data), b""
+            if not block:
+                return None
+            newlines += data.count(b"\n", 0, cut)
+            offset += cut
+
+
+def _not_utf8(path: Path) -> DataSourceError:
+    """Return the error for a text file that is not UTF-8, naming where and how.
+
+    The message never quotes the file's content.
+    """
+    where = ""
+    guess = None
+    try:
+        found = _first_invalid_utf8(path)
+    except (OSError, pa.ArrowInvalid):
+        found = None
+    if found is not None:
+        offset, line, line_bytes = found
+        where = f" at line {line} (byte offset {offset})"
+        guess = _guess_encoding(line_bytes)
+    source = f"-f {guess}" if guess else "-f ENCODING"
+    looks = f"; it looks like {guess.upper()} (Chinese)" if guess else ""
+    gzipped = path.name.endswith(".gz")
+    command = (
+        f"gunzip -c {path} | iconv {source} -t utf-8 > {path.with_suffix('')}.utf8"
+        if gzipped
+        else f"iconv {source} -t utf-8 {path} > {path}.utf8"
+    )
+    return DataSourceError(
+        f"{path} is not UTF-8 text: invalid byte{where}; expected UTF-8{looks}. "
+        f"Convert it with `{command}` and ingest the converted file; nothing "
+        "was stored"
+    )
 
 
 def csv_source(path: Path, schema: RecordSchema) -> SourceChunks:
@@ -218,6 +337,19 @@ def csv_source(path: Path, schema: RecordSchema) -> SourceChunks:
         return "skip"
 
     def chunks() -> Iterator[tuple[pa.Table, pa.Array]]:
+        try:
+            yield from read()
+        except pa.ArrowInvalid as error:
+            if "UTF8" in str(error) or "UTF-8" in str(error):
+                raise _not_utf8(path) from None
+            # Arrow may quote the offending row: keep only its first clause.
+            message = str(error).split(":", 1)[0]
+            raise DataSourceError(
+                f"{path} could not be read as CSV ({message}); expected a "
+                "comma-separated UTF-8 file with a header line; nothing was stored"
+            ) from None
+
+    def read() -> Iterator[tuple[pa.Table, pa.Array]]:
         reader = pacsv.open_csv(
             pa.input_stream(str(path), compression="detect"),
             read_options=pacsv.ReadOptions(block_size=_BLOCK_BYTES, use_threads=False),
@@ -391,122 +523,145 @@ def ingest_batch(
         (kind + "".join(sorted(s.sha256 for s in fresh))).encode()
     ).hexdigest()[:16]
     staging = lake.staging_dir(batch_id)
-    pseudonymiser = workspace.pseudonymiser
-    reasons: Counter[str] = Counter()
-    rows_in = 0
-    forgotten = pa.array(sorted(workspace.forgotten_tokens()), pa.string())
-    forgotten_counts: list[int] = []
-    source_quality: dict[int, dict[str, Any]] = {}
-    pii_masked: Counter[str] = Counter()
+    empty: list[str] = []
+    try:
+        pseudonymiser = workspace.pseudonymiser
+        reasons: Counter[str] = Counter()
+        rows_in = 0
+        forgotten = pa.array(sorted(workspace.forgotten_tokens()), pa.string())
+        forgotten_counts: list[int] = []
+        source_quality: dict[int, dict[str, Any]] = {}
+        pii_masked: Counter[str] = Counter()
 
-    def stage(number: int, source: SourceChunks) -> tuple[int, Counter[str]]:
-        """Validate one source into staging files; return rows read, PII masked."""
-        rows = 0
-        part = 0
-        checks: Counter[str] = Counter()
-        masked: Counter[str] = Counter()
-        time_parts: list[dict[str, Any]] = []
-        day = file_day(source.name) if schema.time_field else None
-        for chunk, first_line in source.chunks:
-            result = validate_chunk(
-                schema,
-                chunk,
-                pseudonymiser,
-                source_file=source.name,
-                first_line=first_line,
-                check_ids=source.check_ids,
-            )
-            rows += chunk.num_rows
-            checks.update(result.checks)
-            masked.update(result.pii_masked)
-            if schema.time_field is not None:
-                time_parts.append(
-                    chunk_time_stats(
-                        result.valid,
-                        schema.time_field,
-                        day=day,
-                        arrived_at_s=source.arrived_at,
-                    )
+        def stage(number: int, source: SourceChunks) -> tuple[int, Counter[str]]:
+            """Validate one source into staging files; return rows read, PII masked."""
+            rows = 0
+            part = 0
+            checks: Counter[str] = Counter()
+            masked: Counter[str] = Counter()
+            time_parts: list[dict[str, Any]] = []
+            day = file_day(source.name) if schema.time_field else None
+            for chunk, first_line in source.chunks:
+                result = validate_chunk(
+                    schema,
+                    chunk,
+                    pseudonymiser,
+                    source_file=source.name,
+                    first_line=first_line,
+                    check_ids=source.check_ids,
                 )
-            valid, rejected = result.valid, result.rejected
-            if len(forgotten):
-                valid, rejected, dropped = _drop_forgotten(valid, rejected, forgotten)
-                forgotten_counts.append(dropped)
-            name = f"{number:05d}-{part:05d}.parquet"
-            if valid.num_rows:
-                pq.write_table(valid, staging / f"valid-{name}")
-            if rejected.num_rows:
+                rows += chunk.num_rows
+                checks.update(result.checks)
+                masked.update(result.pii_masked)
+                if schema.time_field is not None:
+                    time_parts.append(
+                        chunk_time_stats(
+                            result.valid,
+                            schema.time_field,
+                            day=day,
+                            arrived_at_s=source.arrived_at,
+                        )
+                    )
+                valid, rejected = result.valid, result.rejected
+                if len(forgotten):
+                    valid, rejected, dropped = _drop_forgotten(
+                        valid, rejected, forgotten
+                    )
+                    forgotten_counts.append(dropped)
+                name = f"{number:05d}-{part:05d}.parquet"
+                if valid.num_rows:
+                    pq.write_table(valid, staging / f"valid-{name}")
+                if rejected.num_rows:
+                    pq.write_table(rejected, staging / f"rejected-{name}")
+                part += 1
+            for rejected in source.rejected:
+                rows += rejected.num_rows
+                name = f"{number:05d}-{part:05d}.parquet"
                 pq.write_table(rejected, staging / f"rejected-{name}")
-            part += 1
-        for rejected in source.rejected:
-            rows += rejected.num_rows
-            name = f"{number:05d}-{part:05d}.parquet"
-            pq.write_table(rejected, staging / f"rejected-{name}")
-            part += 1
-        source_quality[number] = source_quality_record(
-            source.name, source.arrived_at, day, checks, time_parts
+                part += 1
+            source_quality[number] = source_quality_record(
+                source.name, source.arrived_at, day, checks, time_parts
+            )
+            return rows, masked
+
+        # Arrow compute releases the GIL, so files validate in parallel.
+        threads = workspace.config.engine.threads
+        with ThreadPoolExecutor(max_workers=threads) as pool:
+            pending = {
+                pool.submit(stage, n, s): s.name for n, s in enumerate(fresh, start=1)
+            }
+            for done, future in enumerate(as_completed(pending), start=1):
+                rows, masked = future.result()
+                rows_in += rows
+                if not rows:
+                    empty.append(pending[future])
+                pii_masked.update(masked)
+                if progress:
+                    progress(f"ingest {kind}", done, len(fresh))
+
+        summary.empty_sources = sorted(empty)
+        if empty and rows_in:
+            logger.warning("%s: no data rows in %s", kind, ", ".join(sorted(empty)))
+        if not rows_in:
+            # Nothing to commit: leave no record, so a full re-delivery is ingested.
+            shutil.rmtree(staging, ignore_errors=True)
+            summary.seconds = time.perf_counter() - started
+            return summary
+
+        seq = lake.next_seq()
+        stored, days, duplicates = _deduplicate_and_partition(
+            Engine(workspace), schema, staging, batch_id, seq
         )
-        return rows, masked
+        rejected_path = staging / "quarantine.parquet"
+        rejected_table = _collect_rejected(staging, duplicates)
+        if rejected_table.num_rows:
+            pq.write_table(rejected_table, rejected_path)
+            reasons.update(rejected_table.column("reason").to_pylist())
 
-    # Arrow compute releases the GIL, so files validate in parallel.
-    threads = workspace.config.engine.threads
-    with ThreadPoolExecutor(max_workers=threads) as pool:
-        pending = [pool.submit(stage, n, s) for n, s in enumerate(fresh, start=1)]
-        for done, future in enumerate(as_completed(pending), start=1):
-            rows, masked = future.result()
-            rows_in += rows
-            pii_masked.update(masked)
-            if progress:
-                progress(f"ingest {kind}", done, len(fresh))
+        moves: list[tuple[Path, Path]] = []
+        files: list[str] = []
+        for day in days:
+            for index, staged in enumerate(
+                sorted((staging / "out" / f"day={day}").glob("*.parquet"))
+            ):
+                target = lake.partition_dir(kind, day) / f"{batch_id}-{index}.parquet"
+                moves.append((staged, target))
+                files.append(str(target.relative_to(lake.root)))
+        quarantine_files: list[str] = []
+        if rejected_table.num_rows:
+            target = lake.quarantine_dir(kind) / f"{batch_id}.parquet"
+            moves.append((rejected_path, target))
+            quarantine_files.append(str(target.relative_to(lake.root)))
 
-    seq = lake.next_seq()
-    stored, days, duplicates = _deduplicate_and_partition(
-        Engine(workspace), schema, staging, batch_id, seq
-    )
-    rejected_path = staging / "quarantine.parquet"
-    rejected_table = _collect_rejected(staging, duplicates)
-    if rejected_table.num_rows:
-        pq.write_table(rejected_table, rejected_path)
-        reasons.update(rejected_table.column("reason").to_pylist())
-
-    moves: list[tuple[Path, Path]] = []
-    files: list[str] = []
-    for day in days:
-        for index, staged in enumerate(
-            sorted((staging / "out" / f"day={day}").glob("*.parquet"))
-        ):
-            target = lake.partition_dir(kind, day) / f"{batch_id}-{index}.parquet"
-            moves.append((staged, target))
-            files.append(str(target.relative_to(lake.root)))
-    quarantine_files: list[str] = []
-    if rejected_table.num_rows:
-        target = lake.quarantine_dir(kind) / f"{batch_id}.parquet"
-        moves.append((rejected_path, target))
-        quarantine_files.append(str(target.relative_to(lake.root)))
-
-    rows_forgotten = sum(forgotten_counts)
-    if stored + sum(reasons.values()) + rows_forgotten != rows_in:
-        raise DataSourceError(
-            f"internal accounting error in batch {batch_id}: {rows_in} rows read but "
-            f"{stored} stored, {sum(reasons.values())} quarantined and "
-            f"{rows_forgotten} dropped as erased; the batch was not committed, "
-            "please report this"
+        rows_forgotten = sum(forgotten_counts)
+        if stored + sum(reasons.values()) + rows_forgotten != rows_in:
+            raise DataSourceError(
+                f"internal accounting error in batch {batch_id}: {rows_in} rows "
+                f"read but {stored} stored, {sum(reasons.values())} quarantined and "
+                f"{rows_forgotten} dropped as erased; the batch was not committed, "
+                "please report this"
+            )
+        record = BatchRecord(
+            batch_id=batch_id,
+            kind=kind,
+            seq=seq,
+            sources=[
+                {"name": s.name, "sha256": s.sha256, "size": s.size} for s in fresh
+            ],
+            files=files,
+            quarantine_files=quarantine_files,
+            rows_in=rows_in,
+            rows_stored=stored,
+            quarantined=dict(reasons.most_common()),
+            days=days,
+            rows_forgotten=rows_forgotten,
+            quality=batch_quality_record(list(source_quality.values())),
         )
-    record = BatchRecord(
-        batch_id=batch_id,
-        kind=kind,
-        seq=seq,
-        sources=[{"name": s.name, "sha256": s.sha256, "size": s.size} for s in fresh],
-        files=files,
-        quarantine_files=quarantine_files,
-        rows_in=rows_in,
-        rows_stored=stored,
-        quarantined=dict(reasons.most_common()),
-        days=days,
-        rows_forgotten=rows_forgotten,
-        quality=batch_quality_record(list(source_quality.values())),
-    )
-    lake.commit(record, moves)
+        lake.commit(record, moves)
+    except BaseException:
+        # A failed batch leaves neither staged files nor lake changes behind.
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
     summary.rows_forgotten = rows_forgotten
     summary.pii_masked = {pii: n for pii, n in pii_masked.most_common() if n}
     if rows_forgotten:

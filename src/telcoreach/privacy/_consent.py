@@ -642,6 +642,28 @@ def _open_engine(workspace: Any) -> Any:
     return Engine(workspace)
 
 
+def unknown_tokens(engine: Any, tokens: Sequence[str]) -> list[str]:
+    """Return the tokens of ``tokens`` held by no lake table and no profile.
+
+    A token is known when a lake table with a ``subscriber`` column (the
+    subscriber records, signalling, DPI...) or the warehouse's ``profiles``
+    holds it.
+    """
+    from telcoreach.schemas import KINDS
+
+    wanted = ibis.memtable(
+        pa.table({"subscriber": pa.array(sorted(set(tokens)), pa.string())})
+    )
+    sources = [engine.lake(kind) for kind in KINDS if engine.has_lake(kind)]
+    if engine.has_table("profiles"):
+        sources.append(engine.table("profiles"))
+    for source in sources:
+        if "subscriber" not in source.columns:
+            continue
+        wanted = wanted.anti_join(source.select("subscriber"), "subscriber")
+    return sorted(wanted.to_pyarrow().column("subscriber").to_pylist())
+
+
 def change_consent(
     workspace: Any,
     tokens: Sequence[str],
@@ -650,12 +672,31 @@ def change_consent(
     *,
     source: str = "cli",
     at: datetime | None = None,
+    allow_unknown: bool = False,
 ) -> dict[str, Any]:
-    """Record a grant or revocation for ``tokens`` and audit it; return a summary."""
+    """Record a grant or revocation for ``tokens`` and audit it; return a summary.
+
+    Raises
+    ------
+    ConsentError
+        If a grant names a token that no lake table or profile holds (a
+        typo, or a token of another key) and ``allow_unknown`` is False.
+    """
     purpose = check_purpose(purpose)
     tokens = _check_tokens(list(tokens))
     engine = _open_engine(workspace)
     try:
+        if granted and not allow_unknown:
+            unknown = unknown_tokens(engine, tokens)
+            if unknown:
+                raise ConsentError(
+                    f"{len(unknown)} of {len(set(tokens))} token(s) belong to no "
+                    "subscriber of this workspace (not in the lake or profiles): "
+                    f"{', '.join(unknown[:5])}; expected tokens made with this "
+                    "workspace's key (check for typos, or map old tokens with "
+                    "`telcoreach keys resolve`), or pass --allow-unknown to "
+                    "record the grant anyway"
+                )
         added = record_consent(engine, tokens, purpose, granted, source=source, at=at)
         now = consent_status(engine, tokens, purpose)
         allowed = now.filter(now.consented).count().to_pyarrow().as_py()

@@ -474,7 +474,8 @@ def _rewrite_lake(
     replacements: dict[str, str | None] = {}
     erased: dict[str, tuple[int, int]] = {}
     listed = [(r, f) for r in lake.batches() for f in r.files]
-    rows = dropped = 0
+    rows = 0
+    dropped: dict[str, int] = {}
     for done, (record, relative) in enumerate(listed, start=1):
         path = lake.root / relative
         if progress:
@@ -492,30 +493,35 @@ def _rewrite_lake(
             replacements[relative] = None
         rows += remapped.table.num_rows
         if remapped.dropped_rows:
-            dropped += remapped.dropped_rows
+            place = f"lake:{record.kind}"
+            dropped[place] = dropped.get(place, 0) + remapped.dropped_rows
             before = erased.get(record.batch_id, (0, 0))
             erased[record.batch_id] = (before[0] + remapped.dropped_rows, before[1])
     if replacements:
         lake.replace_files(replacements, erased)
-    return {"lake_files": len(replacements), "lake_rows": rows, "rows_dropped": dropped}
+    return {"lake_files": len(replacements), "lake_rows": rows, "dropped": dropped}
 
 
 def _rewrite_warehouse(
     workspace: Any, pairs: pa.Table, drop_unmatched: bool
-) -> dict[str, int]:
+) -> tuple[dict[str, int], dict[str, int]]:
+    """Re-tokenise every warehouse table; return rows kept and rows dropped."""
     from telcoreach.engine import Engine
 
     engine = Engine(workspace)
     rewritten: dict[str, int] = {}
+    dropped: dict[str, int] = {}
     try:
         for name in _warehouse_tables(engine):
             # Materialise first: a table cannot be replaced by a query on itself.
             remapped = _remap(engine.table(name).to_pyarrow(), pairs, drop_unmatched)
             engine.save(name, remapped.table)
             rewritten[name] = remapped.table.num_rows
+            if remapped.dropped_rows:
+                dropped[f"warehouse:{name}"] = remapped.dropped_rows
     finally:
         engine.close()
-    return rewritten
+    return rewritten, dropped
 
 
 def _rewrite_forget_list(workspace: Any, pairs: pa.Table) -> int:
@@ -601,7 +607,8 @@ def rotate_key(
     -------
     dict
         Old and new key fingerprints, tokens mapped, lake files and
-        warehouse tables rewritten, rows dropped, when old tokens expire.
+        warehouse tables rewritten, rows dropped (in all and per lake kind
+        or warehouse table), when old tokens expire.
 
     Raises
     ------
@@ -637,7 +644,10 @@ def rotate_key(
     lake_summary = _rewrite_lake(workspace, pairs, pending, progress)
     if progress:
         progress("re-tokenising warehouse", 0, 1)
-    warehouse = _rewrite_warehouse(workspace, pairs, pending["drop_unmatched"])
+    warehouse, warehouse_dropped = _rewrite_warehouse(
+        workspace, pairs, pending["drop_unmatched"]
+    )
+    dropped = {**lake_summary.pop("dropped"), **warehouse_dropped}
     forgotten = _rewrite_forget_list(workspace, pairs)
     _commit(workspace, pending, new_key)
 
@@ -647,6 +657,8 @@ def rotate_key(
         "resumed": resumed,
         "tokens_mapped": pairs.num_rows,
         **lake_summary,
+        "rows_dropped": sum(dropped.values()),
+        "rows_dropped_by_table": dropped,
         "warehouse_tables": warehouse,
         "forget_list_tokens": forgotten,
         "retention_days": pending["retention_days"],
@@ -676,9 +688,25 @@ def resolve_tokens(workspace: Any, tokens: pa.Array | list[str]) -> pa.Array:
 
     Old tokens resolve through the unexpired token maps of retired keys; a
     token in no map (a current one, an expired one, or not a token) is null.
+
+    Raises
+    ------
+    PrivacyError
+        If a value looks like a raw phone number, IMSI or IMEI: the value is
+        not repeated in the message.
     """
+    from telcoreach.privacy._scan import find_raw_identifiers
+
     if not isinstance(tokens, pa.Array):
         tokens = pa.array(tokens, pa.string())
+    raw = find_raw_identifiers("\n".join(tokens.drop_null().to_pylist()))
+    if raw:
+        count = sum(len(found) for found in raw.values())
+        raise PrivacyError(
+            f"{count} value(s) look like a raw {' or '.join(sorted(raw))}, not a "
+            "subscriber token; expected old tokens (24 characters of a-z2-7). "
+            "To find a number's token, ingest it; raw identifiers are never resolved"
+        )
     current = workspace.pseudonymiser
     resolved = pa.nulls(len(tokens), pa.string())
     for token_map in _maps(workspace.keys_dir):

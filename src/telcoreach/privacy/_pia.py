@@ -42,9 +42,13 @@ SENSITIVE_KINDS: dict[str, str] = {
     "signalling": "whereabouts (location trajectory from serving cells)",
     "dpi": "browsing and app use, search terms, with the serving cell",
     "partner_customers": "financial accounts (credit default, loans)",
+    "measurement_reports": (
+        "whereabouts (radio measurements that place a handset between cells)"
+    ),
 }
 _CATEGORY: dict[str, str] = {
     "signalling": "location events",
+    "measurement_reports": "location measurements (radio signal reports)",
     "dpi": "internet use",
     "subscribers": "identity, demographics, device, consent flags",
     "campaign_outcomes": "marketing contacts and purchases",
@@ -66,9 +70,13 @@ def _sensitive(kind: str) -> str | None:
     if not _personal(kind):
         return None
     fields = KINDS[kind].fields
-    # A kind added later is judged by its fields: a cell or a position is a
-    # whereabout, free text typed by a person is private communication.
-    if any(f.name in {"cell_id", "lat", "lon"} for f in fields):
+    # A kind added later is judged by its fields: a cell (serving or
+    # neighbour) or a position is a whereabout, free text typed by a person is
+    # private communication.
+    if any(
+        f.name.endswith("cell_id") or f.name in {"lat", "lon", "latitude", "longitude"}
+        for f in fields
+    ):
         return "whereabouts (position or serving cell of a person)"
     if any(f.free_text for f in fields):
         return "free text typed by a person"
@@ -142,9 +150,47 @@ def _consent_facts(engine: Any) -> dict[str, dict[str, int]]:
     return facts
 
 
+#: Actions that hand data to someone: exports and partner sharing.
+_SHARING_ACTIONS = ("audience", "psi serve", "psi join")
+_SHARING_PREFIXES = ("fl", "federated")
+
+
+def _is_sharing(entry: dict[str, Any]) -> bool:
+    """Whether an audit entry records an export or a sharing with a partner."""
+    action = str(entry.get("action", ""))
+    output = str(entry.get("output") or "").replace("\\", "/")
+    return (
+        action in _SHARING_ACTIONS
+        or action.split(" ")[0].startswith(_SHARING_PREFIXES)
+        or "export" in action
+        or output.startswith("exports/")
+        or "/exports/" in output
+    )
+
+
+def _recipient(entry: dict[str, Any]) -> tuple[str, str]:
+    """Return (level of the data, who receives it) for a sharing entry."""
+    action = str(entry.get("action", ""))
+    details = entry.get("details") or {}
+    if action.startswith("psi"):
+        partner = details.get("consent_purpose") or ""
+        partner = partner.removeprefix("sharing:") or "peer (no partner named)"
+        level = (
+            "count only"
+            if details.get("mode") == "cardinality"
+            else "subscriber-level (tokens)"
+        )
+        return level, partner
+    if action.split(" ")[0].startswith(_SHARING_PREFIXES):
+        return "model updates", "federation parties"
+    aggregate = details.get("deidentification") or details.get("group_by")
+    level = "aggregate" if aggregate else "subscriber-level (tokens)"
+    return level, "export file (marketing)"
+
+
 def _audit_facts(path: Path) -> dict[str, Any]:
     actions: Counter[tuple[str, str]] = Counter()
-    exports: dict[str, dict[str, Any]] = {}
+    exports: dict[tuple[str, str, str], dict[str, Any]] = {}
     if path.exists():
         for line in path.read_text(encoding="utf-8").splitlines():
             try:
@@ -152,12 +198,10 @@ def _audit_facts(path: Path) -> dict[str, Any]:
             except json.JSONDecodeError:
                 continue
             actions[(entry.get("action", "?"), entry.get("purpose", "?"))] += 1
-            output = entry.get("output") or ""
-            if output.startswith(("exports", "/")) or "export" in entry.get(
-                "action", ""
-            ):
+            if _is_sharing(entry):
+                level, partner = _recipient(entry)
                 item = exports.setdefault(
-                    entry.get("action", "?"),
+                    (entry.get("action", "?"), level, partner),
                     {"times": 0, "subscribers": 0, "last": None, "purposes": set()},
                 )
                 item["times"] += 1
@@ -178,6 +222,11 @@ def _table(header: list[str], rows: list[list[Any]]) -> list[str]:
 
 def build_pia(engine: Any) -> str:
     """Return the impact assessment of the engine's workspace as Markdown."""
+    return _assess(engine)[0]
+
+
+def _assess(engine: Any) -> tuple[str, dict[str, Any]]:
+    """Return the assessment as Markdown and its facts as a JSON-ready dict."""
     workspace = engine.workspace
     config = workspace.config
     now = datetime.now(UTC).isoformat(timespec="seconds")
@@ -289,16 +338,26 @@ def build_pia(engine: Any) -> str:
     ]
     if audit["exports"]:
         lines += _table(
-            ["action", "times", "subscriber rows", "purposes", "last"],
+            [
+                "action",
+                "data",
+                "recipient",
+                "times",
+                "subscriber rows",
+                "purposes",
+                "last",
+            ],
             [
                 [
                     a,
+                    level,
+                    partner,
                     e["times"],
                     f"{e['subscribers']:,}",
                     ", ".join(sorted(e["purposes"])),
                     e["last"],
                 ]
-                for a, e in sorted(audit["exports"].items())
+                for (a, level, partner), e in sorted(audit["exports"].items())
             ],
         )
     else:
@@ -370,7 +429,42 @@ def build_pia(engine: Any) -> str:
         "- Decision (proceed / proceed with changes / stop):",
         "",
     ]
-    return "\n".join(lines)
+    lake_by_kind = {item["kind"]: item for item in lake}
+    facts = {
+        "sections": [line[3:] for line in lines if line.startswith("## ")],
+        "categories": [
+            {
+                "kind": kind,
+                "category": _category(kind),
+                "personal": _personal(kind),
+                "sensitive": _sensitive(kind),
+                "rows": lake_by_kind.get(kind, {}).get("rows"),
+                "subscribers": lake_by_kind.get(kind, {}).get("subscribers"),
+            }
+            for kind in KINDS
+        ],
+        "sensitive_kinds_held": sensitive_present,
+        "consent": consent,
+        "uses": [
+            {"action": a, "purpose": p, "times": n}
+            for (a, p), n in sorted(audit["actions"].items())
+        ],
+        "recipients": [
+            {
+                "action": a,
+                "data": level,
+                "recipient": partner,
+                "times": e["times"],
+                "subscribers": e["subscribers"],
+                "purposes": sorted(e["purposes"]),
+                "last": e["last"],
+            }
+            for (a, level, partner), e in sorted(audit["exports"].items())
+        ],
+        "erasures": forgotten,
+        "audit_log": {"entries": chain.entries, "intact": chain.ok},
+    }
+    return "\n".join(lines), facts
 
 
 def write_pia(engine: Any, out_dir: Path | None = None) -> Path:
@@ -381,7 +475,12 @@ def write_pia(engine: Any, out_dir: Path | None = None) -> Path:
     PrivacyError
         If the text would contain anything that looks like a raw identifier.
     """
-    text = build_pia(engine)
+    return _write(engine, out_dir)[0]
+
+
+def _write(engine: Any, out_dir: Path | None) -> tuple[Path, dict[str, Any]]:
+    """Write ``pia.md``; return its path and the facts it states."""
+    text, facts = _assess(engine)
     leaks = find_raw_identifiers(text)
     if leaks:
         raise PrivacyError(
@@ -394,22 +493,33 @@ def write_pia(engine: Any, out_dir: Path | None = None) -> Path:
     temporary = path.with_suffix(".md.tmp")
     temporary.write_text(text, encoding="utf-8")
     os.replace(temporary, path)
-    return path
+    return path, facts
 
 
 def run_pia(workspace: Any, out_dir: Path | None = None) -> dict[str, Any]:
-    """Write the assessment, audit it and return a summary dict."""
+    """Write the assessment, audit it and return a summary dict.
+
+    The summary holds the file's path and digests and the facts the
+    assessment states: its sections, every data category (personal,
+    sensitive, rows, subscribers), consent counts per purpose, uses and
+    recipients from the audit log. Counts only, no token.
+    """
     from telcoreach.engine import Engine
 
     engine = Engine(workspace)
     try:
-        path = write_pia(engine, out_dir)
+        path, facts = _write(engine, out_dir)
     finally:
         engine.close()
     entry = workspace.record_use(
         "pia",
         "compliance (PIPL Art. 55-56)",
         tables=["manifest", "subscribers", CONSENT_TABLE, "audit.log"],
-        output=path,
+        output=path.resolve(),  # relative to the cwd, not to the workspace
     )
-    return {"path": str(path), "output_sm3": entry.get("output_sm3")}
+    return {
+        "path": str(path),
+        "output_sm3": entry.get("output_sm3"),
+        "output_sha256": entry.get("output_sha256"),
+        **facts,
+    }

@@ -307,9 +307,23 @@ def quality_history(
 
     Raises
     ------
+    ConfigError
+        If ``kind`` or ``check`` is not one telcoreach knows.
     WorkspaceError
         If ``telcoreach quality`` has not run yet.
     """
+    from telcoreach.config import QualityChecks
+    from telcoreach.schemas import KINDS
+
+    checks = sorted({*QualityChecks.model_fields, "volume"})
+    if kind is not None and kind not in KINDS:
+        raise ConfigError(
+            f"unknown kind {kind!r}; expected one of {', '.join(sorted(KINDS))}"
+        )
+    if check is not None and check not in checks:
+        raise ConfigError(
+            f"unknown check {check!r}; expected one of {', '.join(checks)}"
+        )
     config = workspace.config.quality.history
     engine = Engine(workspace, engine_name)
     try:

@@ -140,6 +140,111 @@ def read_identifiers(
     )
 
 
+def sharing_purpose(enterprise: str | None, purpose: str) -> str | None:
+    """Return the consent purpose that sharing with the peer needs, or None.
+
+    ``enterprise`` names the partner (``sharing:<enterprise>``); without it a
+    ``purpose`` that is itself a sharing purpose is used.
+    """
+    from telcoreach.privacy._consent import check_purpose
+
+    if enterprise is not None and enterprise.strip():
+        return check_purpose(f"sharing:{enterprise.strip()}")
+    if purpose.startswith("sharing:"):
+        return check_purpose(purpose)
+    return None
+
+
+def _subscribers_of(workspace, kind: str, tokens: pa.Array) -> pa.Array:
+    """Return the subscriber token of each identifier token (null if unknown)."""
+    if kind == "msisdn":
+        return tokens
+    from telcoreach.engine import Engine
+
+    column = IDENTIFIER_KINDS[kind][1]
+    engine = Engine(workspace)
+    try:
+        if not engine.has_lake("subscribers"):
+            return pa.nulls(len(tokens), pa.string())
+        records = engine.lake("subscribers")
+        if column not in records.columns:
+            return pa.nulls(len(tokens), pa.string())
+        pairs = (
+            records.filter(records[column].notnull())
+            .select(column, "subscriber")
+            .distinct(on=column)
+            .to_pyarrow()
+        )
+    finally:
+        engine.close()
+    where = pc.index_in(tokens, value_set=pairs.column(column).combine_chunks())
+    return pc.take(pairs.column("subscriber").combine_chunks(), where)
+
+
+def exclude_withheld(
+    workspace, own: PsiInput, purpose: str | None
+) -> tuple[PsiInput, dict[str, int]]:
+    """Drop identifiers of erased subscribers and of those not consenting.
+
+    Runs before the protocol, so the peer never learns that these people are
+    customers. An identifier is dropped when its token (or its subscriber's
+    token) is on the workspace's forget list, or, when ``purpose`` is given,
+    when its subscriber does not consent to ``purpose`` now (an identifier
+    that belongs to no known subscriber has no consent).
+
+    Returns
+    -------
+    tuple
+        The remaining input and the counts ``excluded_erased`` and
+        ``excluded_no_consent``.
+    """
+    import ibis
+
+    from telcoreach.engine import Engine
+    from telcoreach.privacy._consent import consented
+
+    counts = {"excluded_erased": 0, "excluded_no_consent": 0}
+    forgotten = pa.array(sorted(workspace.forgotten_tokens()), pa.string())
+    if purpose is None and not len(forgotten):
+        return own, counts
+    tokens = workspace.pseudonymiser.tokenise(own.kind, own.identifiers)
+    subscribers = _subscribers_of(workspace, own.kind, tokens)
+    erased = pc.fill_null(
+        pc.or_(
+            pc.is_in(tokens, value_set=forgotten),
+            pc.is_in(subscribers, value_set=forgotten),
+        ),
+        False,
+    )
+    keep = pc.invert(erased)
+    counts["excluded_erased"] = pc.sum(erased).as_py() or 0
+    if purpose is not None:
+        candidates = pc.unique(pc.filter(subscribers, keep).drop_null())
+        engine = Engine(workspace)
+        try:
+            people = ibis.memtable(pa.table({"subscriber": candidates}))
+            allowed = consented(engine, people, purpose).to_pyarrow()
+        finally:
+            engine.close()
+        agreed = pc.fill_null(
+            pc.is_in(subscribers, value_set=allowed.column("subscriber")), False
+        )
+        withheld = pc.and_(keep, pc.invert(agreed))
+        counts["excluded_no_consent"] = pc.sum(withheld).as_py() or 0
+        keep = pc.and_(keep, agreed)
+    mask = keep.to_numpy(zero_copy_only=False)
+    remaining = PsiInput(
+        kind=own.kind,
+        identifiers=own.identifiers.filter(keep),
+        rows=own.rows[mask],
+        input_rows=own.input_rows,
+        invalid_rows=own.invalid_rows,
+        duplicate_rows=own.duplicate_rows,
+        source=own.source,
+    )
+    return remaining, counts
+
+
 def _mask_digits(text: str) -> str:
     return re.sub(r"[0-9]{5,}", "<digits>", text)
 
@@ -445,7 +550,13 @@ def join_psi(
     out : Path, optional
         CSV of matched tokens [default: ``exports/psi-<role>-<time>.csv``].
     purpose : str
-        Why the identifiers are matched, for the audit log.
+        Why the identifiers are matched, for the audit log; a
+        ``sharing:<enterprise>`` purpose also selects whose consent is needed.
+    enterprise : str, optional
+        The partner: only subscribers consenting to ``sharing:<enterprise>``
+        take part. Required by :func:`serve_psi` (unless ``purpose`` is a
+        sharing purpose). On both sides identifiers of subscribers on the
+        forget list are dropped before the protocol, and the drops counted.
     workers, batch, timeout_s, pool, progress
         Processes for the curve arithmetic (or an existing :class:`CurvePool`),
         points per frame, longest silence of the peer, progress callback.
@@ -453,7 +564,8 @@ def join_psi(
     Returns
     -------
     dict
-        Counts, output, bytes sent and received, seconds per step.
+        Counts (including ``excluded_erased``, ``excluded_no_consent``),
+        output and its digests, bytes sent and received, seconds per step.
     """
 
     def connect(timeout_s: float) -> Channel:
@@ -486,6 +598,7 @@ def _run_role(
     cardinality_only: bool = False,
     out: Path | None = None,
     purpose: str = "customer matching",
+    enterprise: str | None = None,
     workers: int | None = None,
     batch: int = DEFAULT_BATCH,
     timeout_s: float = DEFAULT_TIMEOUT_S,
@@ -496,10 +609,20 @@ def _run_role(
         raise PsiError(f"unknown curve {curve!r}; expected one of {', '.join(CURVES)}")
     if batch < 1:
         raise PsiError(f"batch must be a positive number of points; found {batch}")
+    consent_purpose = sharing_purpose(enterprise, purpose)
+    if role == "serve" and consent_purpose is None:
+        raise PsiError(
+            "psi serve shares which subscribers are customers, so it needs the "
+            "partner's name: expected --enterprise NAME (subscribers must hold "
+            "consent `sharing:NAME`; grant it with `telcoreach consent grant "
+            "TOKEN... -p sharing:NAME`)"
+        )
     started = time.perf_counter()
     own = read_identifiers(input_path, column, kind)
-    if not cardinality_only:
-        _ = workspace.pseudonymiser  # a missing or wrong key fails before any work
+    _ = workspace.pseudonymiser  # a missing or wrong key fails before any work
+    # Erased and non-consenting people leave before the protocol: the peer
+    # does not even learn that they are customers.
+    own, excluded = exclude_withheld(workspace, own, consent_purpose)
     settings = _Settings(curve, kind, cardinality_only, batch)
     owned_pool = pool is None
     pool = pool or CurvePool(curve, workers)
@@ -532,6 +655,8 @@ def _run_role(
         "input_rows": own.input_rows,
         "invalid_rows": own.invalid_rows,
         "duplicate_rows": own.duplicate_rows,
+        **excluded,
+        "consent_purpose": consent_purpose,
         "identifiers": len(own.identifiers),
         "peer_identifiers": peer_items,
         "intersection": count,
@@ -543,16 +668,19 @@ def _run_role(
         "workers": pool.workers,
         "protocol_version": PROTOCOL_VERSION,
     }
-    output_sha256 = None
+    written = None
     if mask is not None:
-        path, output_sha256 = _write_members(workspace, own, mask, role, out)
-        summary["output"] = str(path)
-    entry = workspace.audit(
-        action=f"psi {role}",
-        purpose=purpose,
+        written, summary["output_sha256"] = _write_members(
+            workspace, own, mask, role, out
+        )
+        summary["output"] = str(written)
+    # record_use hashes the file with SM3 and SHA-256; an absolute path, so a
+    # workspace opened by a relative path does not resolve it twice.
+    entry = workspace.record_use(
+        f"psi {role}",
+        purpose,
         subscribers=count,
-        output=summary["output"],
-        output_sha256=output_sha256,
+        output=None if written is None else written.resolve(),
         details={
             key: summary[key]
             for key in (
@@ -561,6 +689,9 @@ def _run_role(
                 "mode",
                 "kind",
                 "input",
+                "consent_purpose",
+                "excluded_erased",
+                "excluded_no_consent",
                 "identifiers",
                 "peer_identifiers",
                 "bytes_sent",
@@ -570,6 +701,7 @@ def _run_role(
             )
         },
     )
+    summary["output_sm3"] = entry.get("output_sm3")
     summary["audit_hash"] = entry["hash"]
     logger.info(
         "PSI %s (%s, %s): %d of %d identifiers shared in %.1f s",
