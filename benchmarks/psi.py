@@ -83,16 +83,40 @@ def _write(numbers: np.ndarray, path: Path) -> Path:
     return path
 
 
+_ENTERPRISE = "benchmark partner"
+
+
+def _grant_sharing(workspace: Path, numbers: np.ndarray) -> None:
+    """Record consent to sharing with the partner for every carrier number."""
+    from telcoreach.engine import Engine
+    from telcoreach.privacy import record_consent
+
+    opened = Workspace.open(workspace)
+    tokens = opened.pseudonymiser.tokenise(
+        "msisdn", pa.array(numbers).cast(pa.string())
+    )
+    engine = Engine(opened)
+    try:
+        record_consent(
+            engine, tokens, f"sharing:{_ENTERPRISE}", True, source="benchmark"
+        )
+    finally:
+        engine.close()
+
+
 def _telcoreach(folder: Path, first, second, curve: str, workers: int | None):
     """Run serve and join as two processes; return both summaries and wall time."""
     carrier = Workspace.create(folder / f"carrier-{curve}").root
     enterprise = Workspace.create(folder / f"enterprise-{curve}").root
     carrier_csv = _write(first, folder / f"carrier-{curve}.csv")
     enterprise_csv = _write(second, folder / f"enterprise-{curve}.csv")
+    # psi serve matches only subscribers consenting to the named partner.
+    _grant_sharing(carrier, first)
     common = ["--curve", curve, "--json", "--timeout", "600"]
     if workers:
         common += ["--workers", str(workers)]
     serve = ["psi", "serve", "--port", "0", "--input", str(carrier_csv)]
+    serve += ["--enterprise", _ENTERPRISE]
     server = subprocess.Popen(
         [*CLI, *serve, "-w", str(carrier), *common],
         stdout=subprocess.PIPE,

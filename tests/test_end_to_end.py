@@ -152,3 +152,33 @@ def test_aggregate_export_with_small_groups_is_refused(demo, tmp_path):
 
     assert result.exit_code == 1
     assert "fewer than k=10" in result.output
+
+
+def test_privacy_commands_leave_no_raw_identifier(demo, tmp_path):
+    root, _, _ = demo
+    subscribers = (root / "inbox" / "city" / "subscribers.csv").read_text()
+    numbers = [line.split(",")[0] for line in subscribers.splitlines()[1:4]]
+    replies = tmp_path / "replies.csv"
+    replies.write_text(
+        "msisdn,text,received_at\n"
+        + "".join(f"{n},退订,2026-11-05 09:00:00\n" for n in numbers)
+        + f"{numbers[0]},call me on {numbers[1]},2026-11-05 09:01:00\n",
+        encoding="utf-8",
+    )
+    commands = [
+        ["optout", "--replies", str(replies)],
+        ["quality"],
+        ["pia"],
+        ["audience", "--segment", "low priority", "--group-by", "age_band,gender"],
+        ["keys", "status"],
+        ["audit", "verify"],
+    ]
+
+    outputs = []
+    for command in commands:
+        result = runner.invoke(app, [*command, "-w", str(root), "--json"])
+        assert result.exit_code == 0, (command, result.output)
+        outputs.append(result.output)
+
+    assert find_raw_identifiers("\n".join(outputs)) == {}
+    assert find_raw_identifiers(_workspace_text(root)) == {}

@@ -34,6 +34,7 @@ from telcoreach.federated._paillier import (
     weighted_sum,
 )
 from telcoreach.federated._protocol import PROTOCOL
+from telcoreach.workspace import Workspace
 
 GUEST_COLUMNS = [f"g{i}" for i in range(5)]
 HOST_COLUMNS = [f"h{i}" for i in range(4)]
@@ -93,9 +94,9 @@ def _party(role: str, data: Path, port: int, out: Path, *extra: str):
     )
 
 
-def _run_both(guest_file: Path, host_file: Path, out: Path):
+def _run_both(guest_file: Path, host_file: Path, out: Path, *host_extra: str):
     port = _free_port()
-    host = _party("host", host_file, port, out / "host")
+    host = _party("host", host_file, port, out / "host", *host_extra)
     guest = _party("guest", guest_file, port, out / "guest", "--label", "bought")
     guest_out = guest.communicate(timeout=300)
     host_out = host.communicate(timeout=60)
@@ -118,11 +119,17 @@ def _sklearn_reference(guest_file: Path, host_file: Path):
 
 def test_two_processes_match_sklearn_auc_and_coefficients(tmp_path):
     guest_file, host_file = _synthetic_parties(tmp_path / "data")
+    carrier = Workspace.create(tmp_path / "carrier")
 
-    guest, host = _run_both(guest_file, host_file, tmp_path / "models")
+    guest, host = _run_both(
+        guest_file, host_file, tmp_path / "models", "-w", str(carrier.root)
+    )
 
     assert guest[0] == 0, guest[2]
     assert host[0] == 0, host[2]
+    audited = [json.loads(line) for line in carrier.audit_path.read_text().splitlines()]
+    assert audited[-1]["action"] == "fl train (host)"
+    assert audited[-1]["output_sm3"]
     summary = json.loads(guest[1])
     reference_auc, reference_coefficients = _sklearn_reference(guest_file, host_file)
     assert summary["test_auc"] == pytest.approx(reference_auc, abs=0.01)

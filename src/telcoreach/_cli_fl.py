@@ -92,9 +92,10 @@ def fl_train(
     from telcoreach.federated import train_party
 
     def action() -> dict[str, Any]:
-        folder = out if out is not None else _workspace(workspace).root / "models"
+        ws = _workspace(workspace) if out is None or workspace is not None else None
+        folder = out if out is not None else ws.root / "models"
         with _progress() as progress:
-            return train_party(
+            summary = train_party(
                 role,
                 data,
                 id_column,
@@ -110,6 +111,16 @@ def fl_train(
                 timeout_s=timeout,
                 progress=progress,
             )
+        if ws is not None:
+            ws.record_use(
+                f"fl train ({role})",
+                "federated model training",
+                tables=[Path(data).name],
+                subscribers=summary["rows_train"] + summary["rows_test"],
+                output=summary.get("card"),
+                details={"peer": f"{host}:{port}", "test_auc": summary["test_auc"]},
+            )
+        return summary
 
     _emit(_run(debug, action), as_json, f"federated {role}")
 

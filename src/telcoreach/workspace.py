@@ -58,7 +58,7 @@ class Workspace:
 
         An existing ``config.yaml`` is kept unless ``config`` is given.
         """
-        root = Path(root)
+        root = Path(root).absolute()
         root.mkdir(parents=True, exist_ok=True)
         for name in _SUBDIRS:
             (root / name).mkdir(exist_ok=True)
@@ -80,7 +80,7 @@ class Workspace:
         WorkspaceError
             If ``root`` is not a workspace.
         """
-        root = Path(root)
+        root = Path(root).absolute()
         if not (root / "config.yaml").is_file():
             raise WorkspaceError(
                 f"{root} is not a telcoreach workspace (no config.yaml); create it "
@@ -213,7 +213,9 @@ class Workspace:
         digest_sm3 = digest_sha256 = None
         label = None if output is None else str(output)
         if output is not None and not str(output).startswith("warehouse:"):
-            path = self.resolve(output)
+            path = Path(output)
+            if not path.is_file():
+                path = self.resolve(output)
             if path.is_file():
                 import hashlib
 
