@@ -382,3 +382,34 @@ def test_cli_at_accepts_a_time_without_seconds(workspace):
     assert result.exit_code == 0, result.output
     events = Engine(workspace).table("consent_events").to_pyarrow()
     assert events.column("at").to_pylist() == [datetime(2026, 11, 2, 8, 0)]
+
+
+def test_unclosed_quote_does_not_swallow_the_replies_after_it(workspace, tmp_path):
+    replies = tmp_path / "replies.csv"
+    replies.write_text(
+        "msisdn,text,received_at\n"
+        '13800000001,"TD,2026-11-02 08:00:00\n'
+        "13800000002,TD,2026-11-02 08:01:00\n"
+        "13800000003,退订,2026-11-02 08:02:00\n",
+        encoding="utf-8",
+    )
+
+    summary = optout_from_replies(Engine(workspace), workspace.pseudonymiser, replies)
+
+    assert (summary.replies, summary.unsubscribes, summary.invalid) == (3, 2, 1)
+    assert summary.invalid_by_reason["unbalanced_quote"] == 1
+
+
+def test_slash_dates_in_replies_are_bad_times_not_guesses(workspace, tmp_path):
+    replies = tmp_path / "replies.csv"
+    replies.write_text(
+        "msisdn,text,received_at\n"
+        "13800000001,TD,03/11/2026 10:00\n"
+        "13800000002,TD,2026-11-03T10:00+08:00\n",
+        encoding="utf-8",
+    )
+
+    summary = optout_from_replies(Engine(workspace), workspace.pseudonymiser, replies)
+
+    assert summary.unsubscribes == 1
+    assert summary.invalid_by_reason["bad_time"] == 1

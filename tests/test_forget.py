@@ -171,3 +171,15 @@ def test_cli_forget_prints_counts_and_exits_zero(workspace):
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
     assert summary["complete"] and summary["removed"] == 8
+
+
+def test_cli_forget_without_yes_and_without_a_terminal_erases_nothing(workspace):
+    gone = token(workspace, "13800000001")
+
+    result = CliRunner().invoke(
+        app, ["forget", gone, "--workspace", str(workspace.root)], input="\n"
+    )
+
+    assert result.exit_code == 1
+    assert "--yes" in result.output
+    assert not workspace.forget_list_path.exists()

@@ -358,7 +358,7 @@ IMSI_A, IMSI_B, IMSI_C, IMSI_X = (
 IMEI = "490154203237518"
 
 
-def _identity_lake(tmp_path: Path):
+def _identity_lake(tmp_path: Path, with_dpi: bool = True):
     """Return a workspace where A has two IMSIs and D is not a subscriber."""
     workspace = init_workspace(tmp_path / "ws")
     subscribers = _write(
@@ -386,11 +386,8 @@ def _identity_lake(tmp_path: Path):
             f"{D},2026-11-02 10:00:00,2026-11-02 10:05:00,app,news,1,2",
         ],
     )
-    for kind, path in (
-        ("subscribers", subscribers),
-        ("signalling", signalling),
-        ("dpi", dpi),
-    ):
+    sources = [("subscribers", subscribers), ("signalling", signalling)]
+    for kind, path in sources + ([("dpi", dpi)] if with_dpi else []):
         run_ingest(workspace, kind, [path])
     return workspace
 
@@ -415,6 +412,16 @@ def test_identity_lists_subscribers_whose_ids_do_not_map_one_to_one(tmp_path):
     ]
     assert "subscribers identity" in " ".join(summary["warnings"])
     assert not find_raw_identifiers(json.dumps(summary))
+
+
+def test_identity_counts_each_subscriber_once_without_dpi(tmp_path):
+    workspace = _identity_lake(tmp_path, with_dpi=False)
+
+    identity = run_quality(workspace)["identity"]
+
+    # A, B and C are in the subscriber table or signalling; A has two IMSIs.
+    assert identity["subscribers"] == 3
+    assert identity["one_to_one"] == 2
 
 
 def test_history_flags_a_day_whose_volume_falls_far_below_its_recent_range(
@@ -562,3 +569,19 @@ def test_checks_entry_may_set_severity_or_threshold_alone():
     assert config.quality.checks.missing.threshold == default.missing.threshold
     assert config.quality.checks.freshness.threshold == 6
     assert config.quality.checks.freshness.severity == default.freshness.severity
+
+
+def test_json_passed_answers_the_fail_on_level(clean, dirty):
+    for (workspace, _, _), fail_on, expected in (
+        (clean, "warn", True),
+        (dirty, "error", False),
+    ):
+        result = runner.invoke(
+            app,
+            ["quality", "-w", str(workspace.root), "--fail-on", fail_on, "--json"],
+        )
+
+        summary = json.loads(result.stdout)
+        assert summary["fail_on"] == fail_on
+        assert summary["passed"] is expected
+        assert result.exit_code == (0 if expected else 1)

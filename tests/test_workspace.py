@@ -100,3 +100,17 @@ def test_config_that_is_not_utf8_is_named_with_the_fix(tmp_path):
 
     with pytest.raises(ConfigError, match=r"config.yaml is not UTF-8 .*iconv"):
         load_config(path)
+
+
+def test_run_refuses_an_unknown_engine_before_touching_the_workspace(tmp_path):
+    config = tmp_path / "run.yaml"
+    config.write_text("city: test\n", encoding="utf-8")
+
+    result = CliRunner().invoke(
+        app,
+        ["run", "--config", str(config), "-w", str(tmp_path / "ws"), "--engine", "x"],
+    )
+
+    assert result.exit_code == 1
+    assert "--engine must be duckdb or spark" in result.output
+    assert not (tmp_path / "ws").exists()

@@ -138,11 +138,14 @@ def quality(
             return run_quality(_workspace(workspace), engine, progress=progress)
 
     summary = _run(debug, action)
+    error = gate_error(summary, fail_on)
+    if fail_on is not None:
+        # "passed" answers the question asked: no failure at the --fail-on level.
+        summary = {**summary, "fail_on": fail_on, "passed": error is None}
     if as_json:
         _emit(summary, True, "quality")
     else:
         _print_checks(summary)
-    error = gate_error(summary, fail_on)
     if error is not None:
         err.print(
             f"[bold red]error:[/] {escape(str(error))}", soft_wrap=True, highlight=False

@@ -167,7 +167,7 @@ def optout(
         typer.Option(
             "--purpose",
             "-p",
-            help="Purposes revoked [default: marketing_sms and marketing_call].",
+            help="Purposes revoked (default: marketing_sms and marketing_call).",
         ),
     ] = None,
     workspace: WorkspaceOption = None,
@@ -203,7 +203,14 @@ def forget(
     """Erase a subscriber from lake, warehouse and exports; prove it by re-scan."""
     from telcoreach.privacy._forget import run_forget
 
-    if not yes and sys.stdin.isatty():
+    if not yes:
+        if not sys.stdin.isatty():
+            err.print(
+                "[bold red]error:[/] forget erases data for good and asks first; "
+                "no terminal to ask on: pass --yes to erase without asking",
+                soft_wrap=True,
+            )
+            raise typer.Exit(1)
         typer.confirm(
             "Erase this subscriber's data everywhere in the workspace? "
             "This cannot be undone",

@@ -24,7 +24,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from telcoreach import pipeline
-from telcoreach.errors import QualityGateError, TelcoreachError
+from telcoreach.errors import ConfigError, QualityGateError, TelcoreachError
 from telcoreach.privacy import KEY_ENV
 from telcoreach.workspace import Workspace, default_workspace_path
 
@@ -400,6 +400,14 @@ def run(
 
     def action() -> dict[str, Any]:
         settings = pipeline.load_run_config(config)
+        if engine is not None:
+            if engine not in ("duckdb", "spark"):
+                raise ConfigError(f"--engine must be duckdb or spark, found {engine!r}")
+            # Later commands on this workspace must read the tables where
+            # this engine stores them.
+            settings = settings.model_copy(
+                update={"engine": settings.engine.model_copy(update={"name": engine})}
+            )
         target = workspace or default_workspace_path()
         ws = pipeline.init_workspace(target, settings)
         with _progress() as progress:

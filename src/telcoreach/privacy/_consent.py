@@ -477,7 +477,8 @@ def _read_replies(path: Path) -> tuple[pa.Table, dict[str, int]]:
     import pyarrow.csv as pacsv
 
     data, repaired = _decode_replies(path)
-    skipped = {"wrong_column_count": 0}
+    data, unbalanced = _drop_unbalanced_quotes(data)
+    skipped = {"wrong_column_count": 0, "unbalanced_quote": unbalanced}
 
     def skip(row: Any) -> str:
         # The row's text holds a phone number: count it, never log it.
@@ -519,19 +520,50 @@ def _read_replies(path: Path) -> tuple[pa.Table, dict[str, int]]:
             broken = has if broken is None else pc.or_(broken, has)
         skipped["not_utf8"] = pc.sum(broken).as_py() or 0
         table = table.filter(pc.invert(broken))
-        logger.warning(
-            "%s: %d rows are not UTF-8 and were skipped; convert the file with "
-            "`iconv -f gbk -t utf-8`",
-            path.name,
-            skipped["not_utf8"],
-        )
+        if skipped["not_utf8"]:
+            logger.warning(
+                "%s: %d rows are not UTF-8 and were skipped; convert the file with "
+                "`iconv -f gbk -t utf-8`",
+                path.name,
+                skipped["not_utf8"],
+            )
     return table, skipped
 
 
+def _drop_unbalanced_quotes(data: bytes) -> tuple[bytes, int]:
+    """Drop lines with an odd number of double quotes; return the rest and the count.
+
+    A reply with an unclosed quote would otherwise run on into the lines after
+    it, and the unsubscribes there would be lost without a trace. Replies are
+    one line each, so a quote must close on its own line.
+    """
+    lines = pc.split_pattern(pa.array([data.decode("utf-8")]), "\n")[0].values
+    odd = pc.equal(pc.bit_wise_and(pc.count_substring(lines, '"'), 1), 1)
+    dropped = pc.sum(odd).as_py() or 0
+    if not dropped:
+        return data, 0
+    kept = pc.filter(lines, pc.invert(odd))
+    joined = pc.binary_join(pa.ListArray.from_arrays([0, len(kept)], kept), "\n")
+    return joined[0].as_py().encode("utf-8"), dropped
+
+
+_ISO_TIME = (
+    r"^\s*\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?"
+    r"(?:Z|[+-]\d\d:?\d\d)?\s*$"
+)
+
+
 def _beijing_times(values: pa.Array) -> pa.Array:
-    """Parse reply times; zoned times are converted to Beijing time."""
+    """Parse reply times; zoned times are converted to Beijing time.
+
+    Only ISO 8601 times (``2026-11-02 08:00[:00]``, optionally with a zone)
+    are accepted: a slash date such as 03/11/2026 is ambiguous (day or month
+    first) and counts as a bad time instead of being guessed.
+    """
     import pandas as pd
 
+    iso = pc.fill_null(pc.match_substring_regex(values, _ISO_TIME), False)
+    values = pc.if_else(iso, values, pa.scalar(None, pa.string()))
     parsed = pd.to_datetime(
         pd.Series(values.to_numpy(zero_copy_only=False)),
         errors="coerce",

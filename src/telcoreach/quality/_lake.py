@@ -208,7 +208,8 @@ def identity_consistency(engine: Engine, listed: int = 20) -> IdentityFigures | 
     dpi = _subscribers_of(engine, "dpi")
     if dpi is not None:
         seen_parts.append(ibis.memtable(dpi.to_pyarrow()))
-    seen = ibis.union(*seen_parts, distinct=True)
+    # ``union`` of a single table returns it as it is, duplicates and all.
+    seen = ibis.union(*seen_parts, distinct=True).distinct()
     registered = _subscribers_of(engine, "subscribers")
 
     flags: dict[str, ibis.Table] = {}
