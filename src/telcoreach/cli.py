@@ -471,6 +471,15 @@ def _print_run(summary: dict[str, Any]) -> None:
             f"{result['rows_stored']:,} stored, {result['rows_quarantined']:,} "
             f"quarantined ({result['status']})",
         )
+    quality = steps.get("quality")
+    if quality:
+        warnings = quality.get("warnings", [])
+        table.add_row(
+            "quality",
+            f"{'passed' if quality['passed'] else 'failed'}: "
+            f"{len(quality['errors'])} errors, {len(warnings)} warnings"
+            + "".join(f"\n- {warning}" for warning in warnings),
+        )
     prof = steps["profile"]
     table.add_row(
         "profile",
