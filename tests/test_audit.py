@@ -145,3 +145,39 @@ def test_exports_of_a_workspace_opened_by_a_relative_path_record_both_digests(
         entry = by_action[action]
         assert entry["output_sm3"] == file_sm3(path), action
         assert entry["output_sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_lines_cut_off_the_end_are_detected_by_the_seal(workspace):
+    lines = workspace.audit_path.read_text().splitlines()
+    workspace.audit_path.write_text("\n".join(lines[:3]) + "\n")
+
+    code, summary = verify(workspace)
+
+    assert code == 1
+    assert summary["broken_line"] == 4
+    assert "cut off the end" in summary["reason"]
+
+
+def test_a_seal_rewritten_without_the_audit_key_is_detected(workspace):
+    lines = workspace.audit_path.read_text().splitlines()
+    workspace.audit_path.write_text("\n".join(lines[:3]) + "\n")
+    seal = workspace.root / "audit.seal"
+    forged = json.loads(seal.read_text())
+    forged.update(entries=3, last_hash=json.loads(lines[2])["hash"])
+    seal.write_text(json.dumps(forged))
+
+    code, summary = verify(workspace)
+
+    assert code == 1
+    assert "audit key" in summary["reason"]
+
+
+def test_a_log_from_before_seals_still_verifies_and_is_sealed_on_append(workspace):
+    (workspace.root / "audit.seal").unlink()
+    assert verify(workspace)[0] == 0
+
+    workspace.record_use("score", "test")
+    lines = workspace.audit_path.read_text().splitlines()
+    workspace.audit_path.write_text("\n".join(lines[:-1]) + "\n")
+
+    assert "cut off the end" in verify(workspace)[1]["reason"]

@@ -526,9 +526,8 @@ def audit_verify(
     debug: DebugOption = False,
 ) -> None:
     """Check the hash chain of audit.log; name the first broken line."""
-    from telcoreach.privacy import verify_audit_log
 
-    result = _run(debug, lambda: verify_audit_log(_workspace(workspace).audit_path))
+    result = _run(debug, lambda: _workspace(workspace).verify_audit())
     _emit(result.to_dict(), as_json, "audit log")
     if not result.ok:
         raise typer.Exit(1)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import os
+import secrets
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -25,10 +26,13 @@ from telcoreach.config import Config, load_config, write_config
 from telcoreach.errors import PrivacyError, WorkspaceError
 from telcoreach.privacy import (
     KEY_ENV,
+    AuditVerification,
     Pseudonymiser,
     append_audit,
     load_or_create_key,
+    verify_audit_log,
 )
+from telcoreach.privacy._audit import seal_path
 
 __all__ = ["WORKSPACE_ENV", "Workspace", "default_workspace_path"]
 
@@ -178,9 +182,40 @@ class Workspace:
         path = Path(path)
         return path if path.is_absolute() else self.root / path
 
+    @property
+    def audit_key_path(self) -> Path:
+        """Key of the audit log's seal (mode 0600), apart from the token key."""
+        return self.root / "audit.key"
+
+    def _audit_key(self) -> bytes:
+        """Return the seal key, creating it on first use."""
+        path = self.audit_key_path
+        try:
+            descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            pass
+        else:
+            with os.fdopen(descriptor, "w") as handle:
+                handle.write(secrets.token_hex(32) + "\n")
+        return bytes.fromhex(path.read_text().strip())
+
     def audit(self, **entry: Any) -> dict[str, Any]:
         """Append an entry to the audit log (see :func:`append_audit`)."""
-        return append_audit(self.audit_path, **entry)
+        return append_audit(self.audit_path, seal_key=self._audit_key(), **entry)
+
+    def verify_audit(self) -> AuditVerification:
+        """Check the audit log's hash chain and, when sealed, its length."""
+        if not self.audit_key_path.exists():
+            if seal_path(self.audit_path).exists():
+                return AuditVerification(
+                    0,
+                    False,
+                    None,
+                    f"{self.audit_key_path.name} is missing, so the seal recording "
+                    "the log's length cannot be checked; restore the key file",
+                )
+            return verify_audit_log(self.audit_path)
+        return verify_audit_log(self.audit_path, seal_key=self._audit_key())
 
     @property
     def forget_list_path(self) -> Path:
@@ -229,6 +264,7 @@ class Workspace:
                     label = str(resolved.relative_to(root))
         return append_audit(
             self.audit_path,
+            seal_key=self._audit_key(),
             action=action,
             purpose=purpose,
             tables=list(tables),

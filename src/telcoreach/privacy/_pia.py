@@ -23,7 +23,6 @@ from typing import Any
 
 from telcoreach.errors import PrivacyError
 from telcoreach.lake import Lake
-from telcoreach.privacy._audit import verify_audit_log
 from telcoreach.privacy._consent import (
     CONSENT_TABLE,
     MARKETING_PURPOSES,
@@ -233,7 +232,7 @@ def _assess(engine: Any) -> tuple[str, dict[str, Any]]:
     lake = _lake_facts(engine)
     consent = _consent_facts(engine)
     audit = _audit_facts(workspace.audit_path)
-    chain = verify_audit_log(workspace.audit_path)
+    chain = workspace.verify_audit()
     forgotten = len(workspace.forgotten_tokens())
     fingerprint = workspace.pseudonymiser.fingerprint
     key_store = f"${KEY_ENV}" if os.environ.get(KEY_ENV) else "key file, mode 0600"
