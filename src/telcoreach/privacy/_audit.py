@@ -23,7 +23,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from cryptography.hazmat.primitives import hashes, hmac
+from cryptography.hazmat.primitives import hashes
+
+from telcoreach.privacy._sm import hmac_sm3, sm3
 
 __all__ = [
     "ACTOR_ENV",
@@ -40,12 +42,6 @@ _GENESIS = "0" * 64
 ACTOR_ENV = "TELCOREACH_ACTOR"
 
 
-def _sm3_hex(data: bytes) -> str:
-    digest = hashes.Hash(hashes.SM3())
-    digest.update(data)
-    return digest.finalize().hex()
-
-
 def file_sm3(path: Path) -> str:
     """Return the SM3 digest (hex) of a file's content."""
     digest = hashes.Hash(hashes.SM3())
@@ -57,7 +53,7 @@ def file_sm3(path: Path) -> str:
 
 def _chain_hash(previous: str, entry: dict[str, Any]) -> str:
     body = json.dumps(entry, sort_keys=True, ensure_ascii=False, default=str)
-    return _sm3_hex(f"{previous}\n{body}".encode())
+    return sm3(f"{previous}\n{body}".encode()).hex()
 
 
 def seal_path(path: Path) -> Path:
@@ -66,9 +62,9 @@ def seal_path(path: Path) -> Path:
 
 
 def _seal_mac(key: bytes, entries: int, last_hash: str) -> str:
-    mac = hmac.HMAC(key, hashes.SM3())
-    mac.update(f"telcoreach audit seal\n{entries}\n{last_hash}".encode())
-    return mac.finalize().hex()
+    return hmac_sm3(
+        key, f"telcoreach audit seal\n{entries}\n{last_hash}".encode()
+    ).hex()
 
 
 def _read_seal(path: Path) -> dict[str, Any] | None:
