@@ -75,7 +75,7 @@ class PiiScrub:
         return sum(self.counts.values())
 
 
-def _digit_matrix(values: pa.Array, length: int) -> np.ndarray:
+def digit_matrix(values: pa.Array, length: int) -> np.ndarray:
     """Return an ``(n, length)`` uint8 matrix of ASCII strings all ``length`` long."""
     values = pc.cast(values, pa.string())
     if isinstance(values, pa.ChunkedArray):
@@ -89,7 +89,7 @@ def _digit_matrix(values: pa.Array, length: int) -> np.ndarray:
     return data.reshape(len(values), length)
 
 
-def _luhn_ok(digits: np.ndarray) -> np.ndarray:
+def luhn_valid(digits: np.ndarray) -> np.ndarray:
     """Return whether each row of digits (0-9) ends in a valid Luhn check digit."""
     doubled = np.zeros(digits.shape[1], dtype=bool)
     doubled[-2::-2] = True
@@ -132,7 +132,7 @@ def _classify(candidates: pa.Array) -> np.ndarray:
     )
     rows = np.flatnonzero(id_shape)
     if len(rows):
-        ok = _id_card_ok(_digit_matrix(cleaned.take(pa.array(rows)), 18))
+        ok = _id_card_ok(digit_matrix(cleaned.take(pa.array(rows)), 18))
         kind[rows[ok]] = code["id_card"]
 
     mobile = pc.match_substring_regex(number, _MOBILE).to_numpy(zero_copy_only=False)
@@ -150,8 +150,8 @@ def _classify(candidates: pa.Array) -> np.ndarray:
             rows = rows[bank_prefix[rows]]
         if not len(rows):
             continue
-        digits = _digit_matrix(number.take(pa.array(rows)), length) - 48
-        ok = _luhn_ok(digits)
+        digits = digit_matrix(number.take(pa.array(rows)), length) - 48
+        ok = luhn_valid(digits)
         kind[rows[ok]] = code["imei"] if length == 15 else code["bank_card"]
     return kind
 

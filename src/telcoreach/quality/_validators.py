@@ -15,9 +15,10 @@ the device model, a 6-digit serial and a Luhn check digit).
 
 from __future__ import annotations
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+
+from telcoreach.privacy._pii import digit_matrix, luhn_valid
 
 __all__ = [
     "identifier_counts",
@@ -63,19 +64,8 @@ def imei_luhn_valid(values: pa.Array) -> pa.Array:
     )
     if len(values) == 0:
         return pa.array([], pa.bool_())
-    # Fixed-width text: the 15 digits of every value lie back to back in one
-    # buffer, so they become a (values x 15) digit matrix without a loop.
     text = pc.if_else(well_formed, values, "0" * IMEI_DIGITS)
-    offsets = np.frombuffer(text.buffers()[1], dtype=np.int32)
-    offsets = offsets[text.offset : text.offset + len(text) + 1]
-    data = np.frombuffer(text.buffers()[2], dtype=np.uint8)
-    digits = data[offsets[0] : offsets[-1]].reshape(len(text), IMEI_DIGITS).astype(
-        np.int64
-    ) - ord("0")
-    doubled = digits[:, -2::-2] * 2
-    doubled = np.where(doubled > 9, doubled - 9, doubled)
-    total = doubled.sum(axis=1) + digits[:, ::-2].sum(axis=1)
-    luhn = pa.array((total % 10) == 0)
+    luhn = pa.array(luhn_valid(digit_matrix(text, IMEI_DIGITS) - ord("0")))
     return pc.if_else(pc.is_null(values), None, pc.and_(well_formed, luhn))
 
 
