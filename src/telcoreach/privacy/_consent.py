@@ -35,6 +35,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from telcoreach.errors import ConsentError, DataSourceError
+from telcoreach.privacy._scan import mask_digit_runs
 from telcoreach.schemas import ID_PATTERNS
 
 __all__ = [
@@ -442,14 +443,6 @@ class OptoutSummary:
         }
 
 
-_DIGITS = re.compile(r"[0-9]{5,}")
-
-
-def _mask_digits(text: str) -> str:
-    """Return ``text`` with every run of 5+ digits masked (it may be a number)."""
-    return _DIGITS.sub("<digits>", text)
-
-
 def _decode_replies(path: Path) -> tuple[bytes, bool]:
     """Return the file as UTF-8 bytes and whether it had to be repaired.
 
@@ -499,14 +492,14 @@ def _read_replies(path: Path) -> tuple[pa.Table, dict[str, int]]:
             ),
         )
     except pa.ArrowInvalid as error:
-        reason = _mask_digits(str(error).splitlines()[0])
+        reason = mask_digit_runs(str(error).splitlines()[0])
         raise DataSourceError(
             f"cannot read SMS replies {path}: expected a CSV file with header "
             f"msisdn,text,received_at ({reason})"
         ) from None
     missing = {"msisdn", "text", "received_at"} - set(table.column_names)
     if missing:
-        found = _mask_digits(", ".join(table.column_names))
+        found = mask_digit_runs(", ".join(table.column_names))
         raise DataSourceError(
             f"SMS replies {path} lack column(s) {', '.join(sorted(missing))}; "
             f"expected header msisdn,text,received_at, found {found}"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import unicodedata
 
-__all__ = ["RAW_ID_PATTERNS", "find_raw_identifiers"]
+__all__ = ["RAW_ID_PATTERNS", "find_raw_identifiers", "mask_digit_runs"]
 
 #: Patterns of raw identifiers as they would appear in any text.
 #: A run of digits right after a decimal point is a fraction, not an id, and a
@@ -71,6 +71,18 @@ def find_raw_identifiers(text: str, limit: int = 10) -> dict[str, list[str]]:
         if matches:
             found[kind] = ["*" * (len(m) - 2) + m[-2:] for m in matches]
     return found
+
+
+_MESSAGE_DIGITS = re.compile(r"[0-9]{5,}")
+
+
+def mask_digit_runs(text: str) -> str:
+    """Return ``text`` with every run of 5+ digits masked (it may be a number).
+
+    For error messages that quote input (a parser's complaint, a header):
+    they must never repeat a phone number or another identifier.
+    """
+    return _MESSAGE_DIGITS.sub("<digits>", text)
 
 
 _DIGIT_RUN = r"[0-9]{7,}|1[3-9][0-9][ \-][0-9]{4}[ \-][0-9]{4}"

@@ -20,7 +20,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import re
 import socket
 import time
 from collections.abc import Callable
@@ -35,6 +34,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pv
 
 from telcoreach.errors import DataSourceError, PsiError
+from telcoreach.privacy._scan import mask_digit_runs
 from telcoreach.privacy._tokens import normalise_identifiers
 from telcoreach.privacy.psi._curves import (
     CURVES,
@@ -112,13 +112,13 @@ def read_identifiers(
         header = ""
         if path.is_file():
             with path.open(encoding="utf-8", errors="replace") as handle:
-                header = _mask_digits(handle.readline().strip())
+                header = mask_digit_runs(handle.readline().strip())
         if header and column not in [c.strip() for c in header.split(",")]:
             raise DataSourceError(
                 f"{path} has no column {column!r}; found columns {header!r}; "
                 "name the identifier column with --column"
             ) from None
-        reason = _mask_digits(str(error).splitlines()[0])
+        reason = mask_digit_runs(str(error).splitlines()[0])
         raise DataSourceError(f"cannot read {path} as CSV: {reason}") from None
     values = table.column(column).combine_chunks()
     normalised = normalise_identifiers(kind, values)
@@ -243,10 +243,6 @@ def exclude_withheld(
         source=own.source,
     )
     return remaining, counts
-
-
-def _mask_digits(text: str) -> str:
-    return re.sub(r"[0-9]{5,}", "<digits>", text)
 
 
 def _secure_permutation(size: int) -> np.ndarray:
