@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import socket
 import subprocess
-import sys
 import threading
 from pathlib import Path
 
@@ -27,6 +26,7 @@ from telcoreach.federated import (
     run_guest,
     run_host,
 )
+from telcoreach.federated._demo import free_port, party_command
 from telcoreach.federated._paillier import (
     HostCipher,
     pack_rows,
@@ -61,43 +61,19 @@ def _synthetic_parties(folder: Path, rows: int = 2000) -> tuple[Path, Path]:
     return folder / "guest.csv", folder / "host.csv"
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def _party(role: str, data: Path, port: int, out: Path, *extra: str):
-    command = [
-        sys.executable,
-        "-c",
-        "from telcoreach.cli import main; main()",
-        "fl",
-        "train",
-        "--role",
-        role,
-        "--port",
-        str(port),
-        "--data",
-        str(data),
-        "--id-column",
-        "token",
-        "--out",
-        str(out),
-        "--timeout",
-        "60",
-        "--json",
-        *extra,
-    ]
+def _party(role: str, data: Path, port: int, out: Path, **options):
+    command = party_command(
+        role, data, port, out, id_column="token", timeout=60, **options
+    )
     return subprocess.Popen(
         command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
 
 
-def _run_both(guest_file: Path, host_file: Path, out: Path, *host_extra: str):
-    port = _free_port()
-    host = _party("host", host_file, port, out / "host", *host_extra)
-    guest = _party("guest", guest_file, port, out / "guest", "--label", "bought")
+def _run_both(guest_file: Path, host_file: Path, out: Path, **host_options):
+    port = free_port()
+    host = _party("host", host_file, port, out / "host", **host_options)
+    guest = _party("guest", guest_file, port, out / "guest", label="bought")
     guest_out = guest.communicate(timeout=300)
     host_out = host.communicate(timeout=60)
     return (guest.returncode, *guest_out), (host.returncode, *host_out)
@@ -122,7 +98,7 @@ def test_two_processes_match_sklearn_auc_and_coefficients(tmp_path):
     carrier = Workspace.create(tmp_path / "carrier")
 
     guest, host = _run_both(
-        guest_file, host_file, tmp_path / "models", "-w", str(carrier.root)
+        guest_file, host_file, tmp_path / "models", workspace=carrier.root
     )
 
     assert guest[0] == 0, guest[2]
