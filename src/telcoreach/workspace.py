@@ -187,8 +187,9 @@ class Workspace:
         """Key of the audit log's seal (mode 0600), apart from the token key."""
         return self.root / "audit.key"
 
+    @cached_property
     def _audit_key(self) -> bytes:
-        """Return the seal key, creating it on first use."""
+        """The seal key, created on first use."""
         path = self.audit_key_path
         try:
             descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -201,7 +202,7 @@ class Workspace:
 
     def audit(self, **entry: Any) -> dict[str, Any]:
         """Append an entry to the audit log (see :func:`append_audit`)."""
-        return append_audit(self.audit_path, seal_key=self._audit_key(), **entry)
+        return append_audit(self.audit_path, seal_key=self._audit_key, **entry)
 
     def verify_audit(self) -> AuditVerification:
         """Check the audit log's hash chain and, when sealed, its length."""
@@ -215,7 +216,7 @@ class Workspace:
                     "the log's length cannot be checked; restore the key file",
                 )
             return verify_audit_log(self.audit_path)
-        return verify_audit_log(self.audit_path, seal_key=self._audit_key())
+        return verify_audit_log(self.audit_path, seal_key=self._audit_key)
 
     @property
     def forget_list_path(self) -> Path:
@@ -264,7 +265,7 @@ class Workspace:
                     label = str(resolved.relative_to(root))
         return append_audit(
             self.audit_path,
-            seal_key=self._audit_key(),
+            seal_key=self._audit_key,
             action=action,
             purpose=purpose,
             tables=list(tables),

@@ -329,6 +329,7 @@ def _time_results(
     timed = [s for s in sources if "delay_min_s" in s["time"]]
     if timed:
         lag_h = {s["name"]: max(s["time"]["delay_min_s"], 0.0) / 3600 for s in timed}
+        threshold_h = config.gate("freshness", record.kind).threshold
         p95_h = float(np.percentile(list(lag_h.values()), 95))
         slowest = max(lag_h, key=lag_h.__getitem__)
         event_p95_h = [
@@ -342,10 +343,7 @@ def _time_results(
                 record.kind,
                 p95_h,
                 field="",
-                failing=sum(
-                    hours > config.gate("freshness", record.kind).threshold
-                    for hours in lag_h.values()
-                ),
+                failing=sum(hours > threshold_h for hours in lag_h.values()),
                 rows=len(timed),
                 detail=(
                     f"{len(timed)} files; slowest {slowest} delivered "
