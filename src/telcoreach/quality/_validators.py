@@ -19,6 +19,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from telcoreach.privacy._pii import digit_matrix, luhn_valid
+from telcoreach.schemas import ID_PATTERNS
 
 __all__ = [
     "identifier_counts",
@@ -28,8 +29,8 @@ __all__ = [
     "msisdn_valid",
 ]
 
-#: A Chinese mobile number, with an optional country code.
-MSISDN_PATTERN = r"^(?:\+?86)?1[3-9][0-9]{9}$"
+#: A Chinese mobile number, with an optional country code (as ingest checks it).
+MSISDN_PATTERN = ID_PATTERNS["msisdn"]
 IMEI_DIGITS = 15
 IMSI_DIGITS = 15
 CHINA_MCC = "460"
