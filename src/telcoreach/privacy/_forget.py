@@ -296,7 +296,7 @@ def forget_subscriber(workspace: Any, token: str) -> ForgetSummary:
 
 def run_forget(workspace: Any, token: str) -> dict[str, Any]:
     """Erase a subscriber, audit the erasure and return the summary dict."""
-    from telcoreach.privacy._audit import _sm3_hex
+    from telcoreach.privacy._sm import sm3
 
     summary = forget_subscriber(workspace, token)
     workspace.record_use(
@@ -306,7 +306,7 @@ def run_forget(workspace: Any, token: str) -> dict[str, Any]:
         subscribers=1,
         details={
             # A digest, not the token: the audit log outlives the erasure.
-            "token_sm3": _sm3_hex(token.encode()),
+            "token_sm3": sm3(token.encode()).hex(),
             "removed": summary.removed,
             "remaining": summary.remaining,
             "files_rewritten": summary.files_rewritten,
